@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Write a real OCI image layout to a directory, with nothing but the standard library.
+
+Tests, the demo and the benchmarks push these images with skopeo
+(`skopeo copy oci:DIR:TAG docker://…`), so no image has to be pulled from anywhere.
+Layers are gzip-compressed tar files holding one file of pseudo-random bytes each,
+so their size on the wire is about the size asked for.  The same --seed gives the
+same digests; another seed gives other layers.
+
+    oci_image.py OUT --tag 1.0 --layers 3 --layer-size 1M [--big-layer 64M]
+    oci_image.py OUT --tag multi --platforms linux/amd64,linux/arm64
+
+Prints the digest of the manifest (or of the index, with --platforms) on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import sys
+import tarfile
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+EPOCH = "2024-01-01T00:00:00Z"
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?", text.strip(), re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512K or 64M")
+    return int(float(match[1]) * 1024 ** " KMG".index(match[2].upper() or " "))
+
+
+class Layout:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.blobs = os.path.join(root, "blobs", "sha256")
+        os.makedirs(self.blobs, exist_ok=True)
+        with open(os.path.join(root, "oci-layout"), "w", encoding="utf-8") as handle:
+            json.dump({"imageLayoutVersion": "1.0.0"}, handle)
+
+    def put(self, data: bytes, media_type: str, **extra: object) -> dict:
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(self.blobs, digest), "wb") as handle:
+            handle.write(data)
+        return {"mediaType": media_type, "digest": "sha256:" + digest, "size": len(data), **extra}
+
+    def tag(self, descriptor: dict, tag: str) -> None:
+        path = os.path.join(self.root, "index.json")
+        index = {"schemaVersion": 2, "manifests": []}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                index = json.load(handle)
+        entry = dict(descriptor, annotations={"org.opencontainers.image.ref.name": tag})
+        index["manifests"] = [m for m in index["manifests"]
+                              if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag]
+        index["manifests"].append(entry)
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(index, handle)
+        os.replace(path + ".tmp", path)
+
+
+def make_layer(rng: random.Random, name: str, size: int) -> tuple[bytes, str]:
+    payload = rng.randbytes(size)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mtime = 0
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(payload))
+    tar_bytes = raw.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    # level 1: the payload is random and will not shrink; spend no time trying.
+    return gzip.compress(tar_bytes, compresslevel=1, mtime=0), diff_id
+
+
+def write_image(layout: Layout, rng: random.Random, sizes: list[int], arch: str, created: str) -> dict:
+    layers, diff_ids = [], []
+    for number, size in enumerate(sizes):
+        blob, diff_id = make_layer(rng, f"layer-{number}.bin", size)
+        layers.append(layout.put(blob, OCI_LAYER))
+        diff_ids.append(diff_id)
+    config = {
+        "created": created,
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Cmd": ["/layer-0.bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": created, "created_by": "dockyard tools/oci_image.py"} for _ in sizes],
+    }
+    config_desc = layout.put(json.dumps(config, sort_keys=True).encode(), OCI_CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": layers}
+    return layout.put(json.dumps(manifest, sort_keys=True).encode(), OCI_MANIFEST,
+                      platform={"architecture": arch, "os": "linux"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="directory of the OCI layout (created or extended)")
+    parser.add_argument("--tag", default="latest")
+    parser.add_argument("--layers", type=int, default=2, help="number of small layers")
+    parser.add_argument("--layer-size", type=parse_size, default=parse_size("256K"))
+    parser.add_argument("--big-layer", type=parse_size, default=0, help="add one layer of this size")
+    parser.add_argument("--platforms", default="", help="comma-separated os/arch list: write an index")
+    parser.add_argument("--seed", default="dockyard")
+    parser.add_argument("--created", default=EPOCH, help="creation time written in the image config")
+    args = parser.parse_args(argv)
+
+    if args.layers < 0 or (args.layers == 0 and not args.big_layer):
+        parser.error("an image needs at least one layer")
+    rng = random.Random(f"{args.seed}/{args.tag}")
+    sizes = [args.layer_size] * args.layers + ([args.big_layer] if args.big_layer else [])
+    layout = Layout(args.out)
+    if args.platforms:
+        children = []
+        for platform in args.platforms.split(","):
+            os_name, _, arch = platform.partition("/")
+            if os_name != "linux" or not arch:
+                parser.error(f"platform {platform!r} is not linux/ARCH")
+            children.append(write_image(layout, rng, sizes, arch, args.created))
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}
+        top = layout.put(json.dumps(index, sort_keys=True).encode(), OCI_INDEX)
+    else:
+        top = write_image(layout, rng, sizes, "amd64", args.created)
+        top.pop("platform")
+    layout.tag(top, args.tag)
+    print(top["digest"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
