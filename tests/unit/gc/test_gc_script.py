@@ -1,0 +1,564 @@
+"""Tests of roles/registry/files/dockyard-registry-gc against a real docker-registry 2.8.
+
+Every test starts its own `docker-registry serve` on a unix socket (as the role runs it)
+with temporary filesystem storage; a small TCP forwarder on 127.0.0.1 lets skopeo and
+the blob API reach it.  Only systemd is replaced: FakeService restarts that real process
+with the environment the script's drop-in asks for.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import http.client
+import importlib.machinery
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+SCRIPT = ROOT / "roles" / "registry" / "files" / "dockyard-registry-gc"
+OCI_IMAGE = ROOT / "tools" / "oci_image.py"
+REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+pytestmark = pytest.mark.skipif(
+    not (os.access(REGISTRY, os.X_OK) and shutil.which("skopeo")),
+    reason="needs docker-registry and skopeo")
+
+
+def load_script():
+    loader = importlib.machinery.SourceFileLoader("dockyard_registry_gc", str(SCRIPT))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+gc = load_script()
+
+
+# ---------------------------------------------------------------- real registry
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def unix_request(path: str, method: str, url: str) -> int:
+    connection = UnixHTTP(path)
+    try:
+        connection.request(method, url)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+class Forwarder(socketserver.ThreadingTCPServer):
+    """127.0.0.1:PORT -> the registry's unix socket, byte for byte."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        super().__init__(("127.0.0.1", 0), ForwardHandler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class ForwardHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self.server.socket_path)
+        except OSError:
+            return
+        peers = {self.request: upstream, upstream: self.request}
+        with upstream:
+            while True:
+                readable, _, _ = select.select(list(peers), [], [], 60)
+                if not readable:
+                    return
+                for sock in readable:
+                    try:
+                        data = sock.recv(65536)
+                        if not data:
+                            return
+                        peers[sock].sendall(data)
+                    except OSError:
+                        return
+
+
+class Registry:
+    def __init__(self, base: pathlib.Path) -> None:
+        self.base = base
+        self.storage = base / "storage"
+        self.socket = str(base / "registry.sock")
+        self.config = base / "registry.yml"
+        self.config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: info\n"
+            "storage:\n"
+            f"  filesystem:\n    rootdirectory: {self.storage}\n"
+            "  delete:\n    enabled: true\n"
+            "  cache:\n    blobdescriptor: inmemory\n"
+            f"http:\n  net: unix\n  addr: {self.socket}\n")
+        self.log = open(base / "registry.log", "ab")
+        self.process: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}
+        self.forwarder = Forwarder(self.socket)
+        self.host = f"127.0.0.1:{self.forwarder.port}"
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        assert self.process is None
+        self.env = dict(env or {})
+        self.process = subprocess.Popen([REGISTRY, "serve", str(self.config)], stdout=self.log,
+                                        stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.base / "registry.log").read_text()
+            with contextlib.suppress(OSError):
+                if unix_request(self.socket, "GET", "/v2/") == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError("docker-registry did not come up")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self.forwarder.shutdown()
+        self.forwarder.server_close()
+        self.log.close()
+
+    # -- content
+
+    def push(self, layout: pathlib.Path, tag: str, ref: str, *extra: str) -> None:
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", *extra,
+                        f"oci:{layout}:{tag}", f"docker://{self.host}/{ref}"],
+                       check=True, capture_output=True, timeout=120)
+
+    def pull(self, ref: str, dest: pathlib.Path) -> subprocess.CompletedProcess:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", "--multi-arch", "all",
+                               f"docker://{self.host}/{ref}", f"oci:{dest}:x"],
+                              capture_output=True, text=True, timeout=120)
+
+    def manifest_digest(self, repo: str, reference: str) -> str:
+        connection = http.client.HTTPConnection(self.host, timeout=10)
+        try:
+            connection.request("GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": ", ".join([
+                "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+                "application/vnd.docker.distribution.manifest.v2+json"])})
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status == 200, (response.status, body)
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+        finally:
+            connection.close()
+
+    def push_stray_blob(self, repo: str, data: bytes) -> str:
+        """A monolithic upload (POST + PUT) that no manifest references."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        connection = http.client.HTTPConnection(self.host, timeout=10)
+        try:
+            connection.request("POST", f"/v2/{repo}/blobs/uploads/")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 202, response.status
+            location = urllib.parse.urlsplit(response.getheader("Location"))
+            query = urllib.parse.parse_qsl(location.query) + [("digest", digest)]
+            connection.request("PUT", f"{location.path}?{urllib.parse.urlencode(query)}", body=data,
+                               headers={"Content-Type": "application/octet-stream"})
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 201, response.status
+        finally:
+            connection.close()
+        return digest
+
+    def upload_status(self, repo: str = "probe/readonly") -> int:
+        connection = http.client.HTTPConnection(self.host, timeout=10)
+        try:
+            connection.request("POST", f"/v2/{repo}/blobs/uploads/")
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    def blob_file(self, digest: str) -> pathlib.Path:
+        return pathlib.Path(gc.blob_path(str(self.storage), digest))
+
+
+def make_layout(base: pathlib.Path, tag: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, str(OCI_IMAGE), str(base / "oci"), "--tag", tag,
+                          "--layer-size", "48K", *args], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = Registry(tmp_path)
+    reg.start()
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def populated(registry, tmp_path):
+    """Two tagged images (one in a nested repository), an index, and a stray blob."""
+    digests = {
+        "app": make_layout(tmp_path, "1.0", "--layers", "2"),
+        "multi": make_layout(tmp_path, "multi", "--platforms", "linux/amd64,linux/arm64"),
+    }
+    registry.push(tmp_path / "oci", "1.0", "team/tools/app:1.0")
+    registry.push(tmp_path / "oci", "1.0", "plain:1.0")
+    registry.push(tmp_path / "oci", "multi", "team/multi:latest", "--multi-arch", "all")
+    stray = registry.push_stray_blob("team/stray", b"unreferenced " * 40000)
+    return registry, digests, stray
+
+
+def write_config(tmp_path: pathlib.Path, registry: Registry, **overrides) -> pathlib.Path:
+    cache = tmp_path / "cache" / "dockyard-blobs"
+    cache.mkdir(parents=True, exist_ok=True)
+    config = {
+        "registry_binary": REGISTRY,
+        "registry_config": str(registry.config),
+        "registry_user": None,
+        "service": "docker-registry.service",
+        "readonly_dropin": str(tmp_path / "run" / "docker-registry.service.d" / "50-dockyard-gc-readonly.conf"),
+        "socket": registry.socket,
+        "storage_root": str(registry.storage),
+        "cache_dirs": [str(cache)],
+        "delete_untagged": False,
+        "lock_file": str(tmp_path / "gc.lock"),
+        "probe_timeout": 20,
+        **overrides,
+    }
+    path = tmp_path / "registry-gc.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+class FakeService:
+    """Stands in for systemd: restart re-reads the drop-in like systemd would, then
+    stops and starts the real docker-registry process with its Environment=."""
+
+    def __init__(self, registry: Registry, dropin: str) -> None:
+        self.registry = registry
+        self.dropin = pathlib.Path(dropin)
+        self.reloads = 0
+        self.restarts: list[dict[str, str]] = []
+        self.upload_status_read_only: int | None = None
+        self.fail_restart_at: int | None = None
+        self.unit = None
+
+    def __call__(self, unit: str) -> "FakeService":
+        self.unit = unit
+        return self
+
+    def daemon_reload(self) -> None:
+        self.reloads += 1
+
+    def environment(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if self.dropin.exists():
+            for line in self.dropin.read_text().splitlines():
+                if line.startswith("Environment="):
+                    # systemd unquotes Environment= values much like a POSIX shell does.
+                    for word in shlex.split(line[len("Environment="):]):
+                        key, _, value = word.partition("=")
+                        env[key] = value
+        return env
+
+    @property
+    def read_only(self) -> bool:
+        return self.registry.env.get("REGISTRY_STORAGE_MAINTENANCE_READONLY") == '{"enabled":true}'
+
+    def restart(self) -> None:
+        env = self.environment()
+        self.restarts.append(env)
+        if self.fail_restart_at == len(self.restarts):
+            raise RuntimeError("restart docker-registry.service: systemctl exited 1: fake failure")
+        self.registry.stop()
+        self.registry.start(env)
+        if self.read_only:
+            self.upload_status_read_only = self.registry.upload_status()
+
+
+@pytest.fixture
+def fake_service(monkeypatch, populated, tmp_path):
+    registry = populated[0]
+    config = json.loads(write_config(tmp_path, registry).read_text())
+    service = FakeService(registry, config["readonly_dropin"])
+    monkeypatch.setattr(gc, "SystemdService", service)
+    return service
+
+
+def run_script(capsys, *argv: str) -> tuple[int, str, str]:
+    code = gc.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def report_fields(line: str) -> dict[str, str]:
+    assert line.startswith("dockyard-registry-gc: "), line
+    return dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line))
+
+
+def snapshot(path: pathlib.Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in path.rglob("*") if p.is_file()}
+
+
+# ---------------------------------------------------------------- parsing and detection
+
+def test_parses_real_dry_run_output(populated):
+    registry, _, stray = populated
+    result = subprocess.run([REGISTRY, "garbage-collect", "--dry-run", str(registry.config)],
+                            capture_output=True, text=True, check=True)
+    counts = gc.parse_gc_output(result.stdout)
+    assert counts["blobs"] == 1 and counts["manifests"] == 0
+    assert f"blob eligible for deletion: {stray}" in result.stdout
+    # app: manifest + config + 2 layers; multi: index + 2 × (manifest + config + 2 layers)
+    assert counts["marked"] == 4 + 1 + 2 * 4
+
+
+def test_parses_real_delete_untagged_output_and_the_script_runner(populated, tmp_path):
+    registry = populated[0]
+    config = json.loads(write_config(tmp_path, registry).read_text())
+    counts = gc.garbage_collect(config, True, True)
+    # 2.8 counts the untagged children of the index as eligible: the danger guarded against.
+    assert counts["manifests"] == 2 and counts["blobs"] > 1
+
+
+def test_parse_rejects_output_without_summary():
+    with pytest.raises(ValueError):
+        gc.parse_gc_output("team/app\nteam/app: marking manifest sha256:abc\n")
+
+
+def test_empty_store_means_nothing_eligible(registry, tmp_path):
+    config = json.loads(write_config(tmp_path, registry).read_text())
+    assert gc.garbage_collect(config, True, False) is None
+
+
+def test_detects_index_in_nested_repository(populated):
+    registry, digests, _ = populated
+    assert gc.find_indexes(str(registry.storage)) == [f"team/multi@{digests['multi']}"]
+
+
+def test_detects_docker_manifest_list(registry, tmp_path):
+    make_layout(tmp_path, "multi", "--platforms", "linux/amd64,linux/arm64")
+    registry.push(tmp_path / "oci", "multi", "a/b/c/list:1", "--multi-arch", "all", "--format", "v2s2")
+    found = gc.find_indexes(str(registry.storage))
+    assert len(found) == 1 and found[0].startswith("a/b/c/list@sha256:")
+    digest = found[0].split("@")[1]
+    media_type = json.loads(registry.blob_file(digest).read_bytes())["mediaType"]
+    assert media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def test_plain_images_are_not_indexes(registry, tmp_path):
+    make_layout(tmp_path, "1.0")
+    registry.push(tmp_path / "oci", "1.0", "x/y/z/app:1.0")
+    registry.push(tmp_path / "oci", "1.0", "app:1.0")
+    assert gc.find_indexes(str(registry.storage)) == []
+
+
+# ---------------------------------------------------------------- guards
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("socket"), "missing keys ['socket']"),
+    (lambda c: c.update(storage_root="var/lib/docker-registry"), "absolute path"),
+    (lambda c: c.update(registry_binary="/nonexistent/docker-registry"), "missing or not executable"),
+    (lambda c: c.update(cache_dirs=["/var"]), "top-level"),
+    (lambda c: c.update(delete_untagged="no"), "wrong type"),
+])
+def test_refuses_bad_config(registry, tmp_path, capsys, change, message):
+    path = write_config(tmp_path, registry)
+    config = json.loads(path.read_text())
+    change(config)
+    path.write_text(json.dumps(config))
+    code, out, _ = run_script(capsys, "--config", str(path))
+    assert code == 1
+    assert "result=failed step=config" in out and message in out
+
+
+def test_lock_held_exits_75(registry, tmp_path, capsys):
+    path = write_config(tmp_path, registry)
+    with open(tmp_path / "gc.lock", "w") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, out, _ = run_script(capsys, "--config", str(path), "--dry-run")
+    assert code == 75
+    assert "step=lock" in out and "another garbage collection" in out
+    code, _, _ = run_script(capsys, "--config", str(path), "--dry-run")
+    assert code == 0
+
+
+# ---------------------------------------------------------------- the script end to end
+
+def test_dry_run_reports_and_changes_nothing(populated, fake_service, tmp_path, capsys):
+    registry, _, stray = populated
+    before = snapshot(registry.storage)
+    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--dry-run", "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["changed"] is False and report["result"] == "ok"
+    assert report["would_delete_blobs"] == 1 and report["would_delete_manifests"] == 0
+    assert snapshot(registry.storage) == before
+    assert registry.blob_file(stray).exists()
+    assert fake_service.restarts == [] and fake_service.reloads == 0
+
+
+def test_full_sequence(populated, fake_service, tmp_path, capsys):
+    registry, digests, stray = populated
+    config = json.loads((tmp_path / "registry-gc.json").read_text())
+    cache = pathlib.Path(config["cache_dirs"][0])
+    (cache / "a" / "b").mkdir(parents=True)
+    (cache / "a" / "b" / "0123abcd").write_bytes(b"cached blob")
+    (cache / "top").write_bytes(b"x")
+    stray_file = registry.blob_file(stray)
+    assert stray_file.exists()
+
+    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
+
+    assert code == 0, out
+    fields = report_fields(out.strip())
+    assert fields["result"] == "ok" and fields["delete_untagged"] == "false"
+    assert int(fields["blobs_deleted"]) >= 1 and int(fields["manifests_deleted"]) == 0
+    assert int(fields["bytes_freed"]) > 0
+    assert re.fullmatch(r"\d+\.\d", fields["duration"])
+    assert len(out.strip().splitlines()) == 1
+    # read-only, then read-write again; uploads were refused in between.
+    assert [env.get("REGISTRY_STORAGE_MAINTENANCE_READONLY") for env in fake_service.restarts] == \
+        ['{"enabled":true}', None]
+    assert fake_service.upload_status_read_only == 405
+    assert not fake_service.read_only and registry.upload_status() == 202
+    assert not pathlib.Path(config["readonly_dropin"]).exists()
+    assert cache.is_dir() and list(cache.iterdir()) == []
+    assert not stray_file.exists()
+    for ref, repo, tag, digest in [("team/tools/app:1.0", "team/tools/app", "1.0", digests["app"]),
+                                   ("plain:1.0", "plain", "1.0", digests["app"]),
+                                   ("team/multi:latest", "team/multi", "latest", digests["multi"])]:
+        assert registry.manifest_digest(repo, tag) == digest
+        pulled = registry.pull(ref, tmp_path / "pulled" / repo.replace("/", "_"))
+        assert pulled.returncode == 0, pulled.stderr
+
+
+def test_nothing_to_do_does_not_restart(registry, tmp_path, capsys, monkeypatch):
+    make_layout(tmp_path, "1.0")
+    registry.push(tmp_path / "oci", "1.0", "app:1.0")
+    path = write_config(tmp_path, registry)
+    service = FakeService(registry, json.loads(path.read_text())["readonly_dropin"])
+    monkeypatch.setattr(gc, "SystemdService", service)
+    code, out, _ = run_script(capsys, "--config", str(path), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["changed"] is False and report["note"] == "nothing to do"
+    assert report["blobs_deleted"] == 0 and service.restarts == []
+
+
+def test_delete_untagged_refused_with_index(populated, fake_service, tmp_path, capsys):
+    registry, digests, stray = populated
+    before = snapshot(registry.storage)
+    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--delete-untagged")
+    assert code == 1
+    assert "result=failed step=guard" in out and f"team/multi@{digests['multi']}" in out
+    assert snapshot(registry.storage) == before and registry.blob_file(stray).exists()
+    assert fake_service.restarts == [] and fake_service.reloads == 0
+
+
+def test_delete_untagged_refused_without_storage_root(populated, fake_service, tmp_path, capsys):
+    registry = populated[0]
+    path = write_config(tmp_path, registry, storage_root=None, delete_untagged=True)
+    code, out, _ = run_script(capsys, "--config", str(path), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["step"] == "guard" and "not the filesystem" in report["error"]
+    assert fake_service.restarts == []
+
+
+def wrapper_binary(tmp_path: pathlib.Path, real_run: str) -> str:
+    """A registry binary whose dry run is real but whose real garbage-collect is `real_run`."""
+    path = tmp_path / "docker-registry-wrapper"
+    path.write_text("#!/bin/sh\n"
+                    'case " $* " in *" --dry-run "*) exec ' + REGISTRY + ' "$@";; esac\n' + real_run + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def assert_restored(registry, service, config, stray):
+    assert [bool(env) for env in service.restarts] == [True, False]
+    assert not service.read_only and registry.upload_status() == 202
+    assert not pathlib.Path(config["readonly_dropin"]).exists()
+    assert registry.blob_file(stray).exists()
+
+
+def test_failure_inside_garbage_collect_restores_read_write(populated, fake_service, tmp_path, capsys):
+    registry, _, stray = populated
+    binary = wrapper_binary(tmp_path, 'echo "failed to garbage collect: boom" >&2; exit 3')
+    path = write_config(tmp_path, registry, registry_binary=binary)
+    code, out, _ = run_script(capsys, "--config", str(path))
+    assert code == 1
+    assert out.startswith("dockyard-registry-gc: result=failed step=garbage-collect error=")
+    assert "exited 3" in out and "boom" in out and "Traceback" not in out
+    assert_restored(registry, fake_service, json.loads(path.read_text()), stray)
+
+
+def test_sigterm_during_garbage_collect_restores_read_write(populated, fake_service, tmp_path, capsys):
+    registry, _, stray = populated
+    marker = tmp_path / "gc-started"
+    binary = wrapper_binary(tmp_path, f"touch {marker}; exec sleep 60")
+    path = write_config(tmp_path, registry, registry_binary=binary)
+
+    def terminate_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_when_started, daemon=True).start()
+    started = time.monotonic()
+    code, out, _ = run_script(capsys, "--config", str(path), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["step"] == "garbage-collect" and "SIGTERM" in report["error"]
+    assert time.monotonic() - started < 45
+    assert_restored(registry, fake_service, json.loads(path.read_text()), stray)
+
+
+def test_failed_read_write_restart_is_loud(populated, fake_service, tmp_path, capsys):
+    registry = populated[0]
+    fake_service.fail_restart_at = 2
+    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
+    assert code == 1
+    assert "step=restart-read-write" in out and "REGISTRY NOT RESTORED READ-WRITE" in out
+    assert "systemctl restart docker-registry.service" in out
