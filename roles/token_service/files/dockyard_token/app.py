@@ -1,0 +1,177 @@
+# Copyright: Dockyard developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The WSGI application: ``GET /auth/token`` of the Distribution token spec, and ``/healthz``.
+
+A token's ``access`` is always what was asked intersected with what is granted: lack
+of rights gives an empty list, never an error. Wrong credentials give 401 with a Basic
+challenge, a malformed request 400, an unusable store 503. Every decision is written
+as one JSON line to the audit log (see audit.py).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+import time
+import typing as t
+import urllib.parse
+
+import jwt
+
+from .accounts import Authenticator, StoreUnavailable, StoreView
+from .audit import AuditLog, client_address
+from .grants import ANONYMOUS
+from .keys import load_signing_key
+from .scopes import CredentialsError, RequestError, parse_basic, parse_scopes
+
+TOKEN_PATH = "/auth/token"
+HEALTH_PATH = "/healthz"
+MAX_QUERY_LENGTH = 16384
+MAX_QUERY_FIELDS = 64
+
+
+class Config(t.NamedTuple):
+    issuer: str
+    service: str
+    key: str
+    certificate: str
+    store: str = "/etc/dockyard/token/accounts.json"
+    lifetime: int = 300
+    cache_ttl: int = 60
+    cache_size: int = 4096
+    audit_log: str = ""
+    audit_stdout: bool = True
+    x5c: bool = False
+
+    @classmethod
+    def from_file(cls, path: str) -> "Config":
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        unknown = set(data) - set(cls._fields)
+        if unknown:
+            raise ValueError("%s: unknown settings %s" % (path, ", ".join(sorted(unknown))))
+        config = cls(**data)
+        if not 30 <= int(config.lifetime) <= 86400:
+            raise ValueError("%s: lifetime must be 30-86400 seconds" % path)
+        return config
+
+
+def _json(status: str, body: dict, extra: t.Iterable = ()) -> tuple:
+    payload = json.dumps(body).encode("utf-8")
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+               ("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+    headers.extend(extra)
+    return status, headers, payload
+
+
+def _error(status: str, code: str, message: str, extra: t.Iterable = ()) -> tuple:
+    return _json(status, {"errors": [{"code": code, "message": message}]}, extra)
+
+
+class TokenService:
+    def __init__(self, config: Config, audit: t.Optional[AuditLog] = None) -> None:
+        self.config = config
+        self.key = load_signing_key(config.key, config.certificate)
+        self.store = StoreView(config.store)
+        self.authenticator = Authenticator(ttl=config.cache_ttl, size=config.cache_size)
+        self.audit = audit or AuditLog(config.audit_log or None, config.audit_stdout)
+        self.headers = {"kid": self.key.key_id}
+        if config.x5c:
+            self.headers["x5c"] = [self.key.certificate_der_b64]
+
+    def __call__(self, environ: dict, start_response: t.Callable) -> list:
+        try:
+            status, headers, body = self.dispatch(environ)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # Last resort: a bug must not leak a traceback to clients or kill the worker.
+            self.audit.write({"result": "error", "error": "%s: %s" % (type(exc).__name__, exc)[:300],
+                              "client_ip": client_address(environ)})
+            status, headers, body = _error("500 Internal Server Error", "UNKNOWN", "internal error")
+        start_response(status, headers)
+        return [body]
+
+    def dispatch(self, environ: dict) -> tuple:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == HEALTH_PATH:
+            return _json("200 OK", {"status": "ok"})
+        if path != TOKEN_PATH:
+            return _error("404 Not Found", "NOT_FOUND", "not found")
+        if method != "GET":
+            return _error("405 Method Not Allowed", "UNSUPPORTED", "use GET", [("Allow", "GET")])
+        return self.token(environ)
+
+    def token(self, environ: dict) -> tuple:
+        started = time.monotonic()
+        record: dict = {"client_ip": client_address(environ), "subject": None, "requested": [], "granted": []}
+        try:
+            status, headers, body = self._token(environ, record)
+        finally:
+            record["ms"] = round((time.monotonic() - started) * 1000, 2)
+            self.audit.write(record)
+        return status, headers, body
+
+    def _token(self, environ: dict, record: dict) -> tuple:
+        query = environ.get("QUERY_STRING", "")
+        try:
+            if len(query) > MAX_QUERY_LENGTH:
+                raise RequestError("query string too long")
+            try:
+                params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+            except ValueError:
+                raise RequestError("too many query parameters") from None
+            service = params.get("service", [self.config.service])
+            if service != [self.config.service]:
+                raise RequestError("unknown service")
+            scopes = parse_scopes(params.get("scope", []))
+        except RequestError as exc:
+            record.update(result="bad_request", reason=str(exc))
+            return _error("400 Bad Request", "INVALID_REQUEST", str(exc))
+        record["requested"] = [str(scope) for scope in scopes]
+
+        challenge = [("WWW-Authenticate", 'Basic realm="%s"' % self.config.service.replace('"', ""))]
+        try:
+            credentials = parse_basic(environ.get("HTTP_AUTHORIZATION"))
+        except CredentialsError as exc:
+            record.update(result="unauthorized", reason=str(exc))
+            return _error("401 Unauthorized", "UNAUTHORIZED", str(exc), challenge)
+        account = params.get("account", [None])[-1]
+        if credentials and account and account != credentials[0]:
+            record.update(result="bad_request", reason="account does not match the credentials")
+            return _error("400 Bad Request", "INVALID_REQUEST", "account does not match the credentials")
+
+        try:
+            index = self.store.current()
+        except StoreUnavailable as exc:
+            record.update(result="error", reason=str(exc))
+            return _error("503 Service Unavailable", "UNAVAILABLE", "account store unavailable")
+        identity = ANONYMOUS
+        if credentials:
+            record["account"] = credentials[0][:128]
+            found, cached, reason = self.authenticator.authenticate(index, *credentials)
+            record["cached"] = cached
+            if found is None:
+                record.update(result="unauthorized", reason=reason)
+                return _error("401 Unauthorized", "UNAUTHORIZED", "authentication required", challenge)
+            identity = found
+        record["subject"] = identity.subject
+
+        access = index.grant(identity, scopes)
+        now = int(time.time())
+        claims = {
+            "iss": self.config.issuer, "sub": identity.name, "aud": self.config.service,
+            "exp": now + self.config.lifetime, "nbf": now, "iat": now,
+            "jti": secrets.token_urlsafe(16), "access": access,
+        }
+        token = jwt.encode(claims, self.key.private_key, algorithm="ES256", headers=self.headers)
+        if isinstance(token, bytes):  # PyJWT < 2
+            token = token.decode("ascii")
+        record.update(result="issued", jti=claims["jti"],
+                      granted=["%s:%s:%s" % (item["type"], item["name"], ",".join(item["actions"])) for item in access])
+        issued_at = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _json("200 OK", {"token": token, "access_token": token,
+                                "expires_in": self.config.lifetime, "issued_at": issued_at})
+
+
+def create_app(config_path: str) -> TokenService:
+    return TokenService(Config.from_file(config_path))

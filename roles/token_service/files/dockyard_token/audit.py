@@ -1,0 +1,65 @@
+# Copyright: Dockyard developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One JSON line per token decision, to stdout (the journal) and/or an append-only file.
+
+Line format (docs/token-auth.md): ``time`` (UTC, RFC 3339 with milliseconds), ``event``
+("token"), ``result`` (issued | unauthorized | bad_request | error), ``subject``
+(anonymous, user:NAME, robot:NAME; null when unauthenticated), ``account`` (the name
+presented, if any), ``client_ip``, ``requested`` and ``granted`` (scope strings),
+``reason``, ``cached`` (credentials from the cache), ``jti``, ``ms``.
+"""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import sys
+import typing as t
+
+
+def client_address(environ: dict) -> str:
+    """The client as nginx saw it: X-Real-IP, else the last X-Forwarded-For hop, else the peer.
+
+    Only the last X-Forwarded-For entry is the one nginx appended itself; earlier ones
+    come from the client and prove nothing.
+    """
+    candidates = [environ.get("HTTP_X_REAL_IP", "")]
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded:
+        candidates.append(forwarded[-100:].rsplit(",", 1)[-1])
+    candidates.append(environ.get("REMOTE_ADDR", ""))
+    for candidate in candidates:
+        candidate = candidate.strip()[:64]
+        if not candidate:
+            continue
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            return "invalid"
+    return "unknown"
+
+
+class AuditLog:
+    def __init__(self, path: t.Optional[str] = None, stdout: bool = True,
+                 stream: t.Optional[t.TextIO] = None) -> None:
+        self.path = path
+        self.stdout = stdout
+        self.stream = stream
+
+    def write(self, record: dict) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        line = json.dumps(dict({"time": now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000),
+                                "event": "token"}, **record), sort_keys=False, default=str) + "\n"
+        if self.stdout:
+            stream = self.stream or sys.stdout
+            stream.write(line)
+            stream.flush()
+        if self.path:
+            # Opened per line with O_APPEND: one write() per line keeps lines whole across
+            # workers, and logrotate needs neither copytruncate nor a signal.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
