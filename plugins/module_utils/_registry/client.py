@@ -1,0 +1,235 @@
+# Private to the dockyard.registry collection: not a public API, may change at any time.
+# Copyright: Dockyard developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Operations of the Registry HTTP API v2, as Distribution 2.8 implements them.
+
+Quirks handled here so that nothing above has to know them:
+- ``_catalog`` and ``tags/list`` paginate through ``Link: <...>; rel="next"`` headers;
+- a repository whose tags were all deleted lists ``"tags": null``;
+- manifests come in four media types; the Accept header must name them all or the
+  registry rewrites (schema1) or hides (index) what it stores;
+- ``Docker-Content-Digest`` is checked against the bytes received;
+- blob GETs may be redirected to a storage backend, which must not see our credentials.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import typing as t
+import urllib.parse
+
+from .auth import Authenticator, unauthorized
+from .errors import RegistryError, RegistryNotFound, http_error
+from .transport import Response, Transport
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
+INDEX_TYPES = frozenset((OCI_INDEX, DOCKER_MANIFEST_LIST))
+ACCEPT = ", ".join(MANIFEST_TYPES)
+PAGE_SIZE = 1000
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;[^,]*rel="?next"?')
+
+
+class Manifest:
+    """A manifest as stored: its exact bytes, media type and digest."""
+
+    def __init__(self, body: bytes, media_type: str, digest: str) -> None:
+        self.body = body
+        self.media_type = media_type
+        self.digest = digest
+        try:
+            document = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise RegistryError("manifest %s is not JSON" % digest) from None
+        self.document: dict[str, t.Any] = document if isinstance(document, dict) else {}
+        if not media_type or media_type not in MANIFEST_TYPES:
+            declared = self.document.get("mediaType")
+            if declared in MANIFEST_TYPES:
+                self.media_type = declared
+            elif "manifests" in self.document:
+                self.media_type = OCI_INDEX
+            elif media_type not in MANIFEST_TYPES:
+                raise RegistryError("manifest %s has unsupported media type %r" % (digest, media_type))
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def children(self) -> list[dict[str, t.Any]]:
+        entries = self.document.get("manifests") if self.is_index else None
+        return [entry for entry in entries or [] if isinstance(entry, dict) and entry.get("digest")]
+
+    @property
+    def config(self) -> dict[str, t.Any] | None:
+        config = self.document.get("config") if not self.is_index else None
+        return config if isinstance(config, dict) and config.get("digest") else None
+
+    @property
+    def layers(self) -> list[dict[str, t.Any]]:
+        layers = self.document.get("layers") if not self.is_index else None
+        return [layer for layer in layers or [] if isinstance(layer, dict) and layer.get("digest")]
+
+    @property
+    def image_size(self) -> int:
+        """Config plus layers, as stored (compressed); 0 for an index."""
+        parts = ([self.config] if self.config else []) + self.layers
+        return sum(int(part.get("size") or 0) for part in parts)
+
+
+def sha256_digest(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def scope_for(method: str, repository: str | None) -> str:
+    """The token scope Distribution asks for when ``method`` touches ``repository``."""
+    if repository is None:
+        return "registry:catalog:*"
+    if method in ("GET", "HEAD"):
+        action = "pull"
+    elif method == "DELETE":
+        action = "delete"
+    else:
+        action = "pull,push"
+    return "repository:%s:%s" % (repository, action)
+
+
+class RegistryClient:
+    def __init__(self, base_url: str, transport: Transport, auth: Authenticator) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.transport = transport
+        self.auth = auth
+
+    def send(self, method: str, path: str, repository: str | None = None, headers: dict[str, str] | None = None,
+             data: bytes | None = None, ok: t.Collection[int] = (200,), scope: str | None = None) -> Response:
+        """One authenticated request; statuses outside ``ok`` become exceptions."""
+        url = path if "://" in path else self.base_url + path
+        shown = urllib.parse.urlsplit(url).path
+        scope = scope if scope is not None else scope_for(method, repository)
+        sent = dict(headers or {})
+        sent.update(self.auth.headers(scope))
+        response = self.transport.request(method, url, sent, data)
+        if response.status == 401 and self.auth.answer(response, scope, sent):
+            sent = dict(headers or {})
+            sent.update(self.auth.headers(scope))
+            response = self.transport.request(method, url, sent, data)
+        if response.status in ok:
+            return response
+        if response.status in (401, 403):
+            raise unauthorized(method, shown, response, self.auth)
+        raise http_error(method, shown, response.status, response.body)
+
+    def ping(self) -> None:
+        self.send("GET", "/v2/", scope="")
+
+    def _paginate(self, path: str, key: str, repository: str | None) -> list[str]:
+        items: list[str] = []
+        seen = set()
+        url: str | None = path
+        while url and url not in seen:
+            seen.add(url)
+            response = self.send("GET", url, repository)
+            try:
+                document = json.loads(response.body.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                raise RegistryError("GET %s did not return JSON" % urllib.parse.urlsplit(url).path) from None
+            value = document.get(key) if isinstance(document, dict) else None
+            items.extend(value or [])  # Distribution lists "tags": null once all are deleted
+            match = _LINK_NEXT.search(response.header("Link"))
+            url = urllib.parse.urljoin(self.base_url + "/", match.group(1)) if match else None
+        return items
+
+    def catalog(self) -> list[str]:
+        return self._paginate("/v2/_catalog?n=%d" % PAGE_SIZE, "repositories", None)
+
+    def tags(self, repository: str) -> list[str]:
+        """Tag names; [] for a repository that exists without tags. RegistryNotFound if unknown."""
+        return self._paginate("/v2/%s/tags/list?n=%d" % (repository, PAGE_SIZE), "tags", repository)
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        path = "/v2/%s/manifests/%s" % (repository, reference)
+        response = self.send("GET", path, repository, {"Accept": ACCEPT})
+        digest = sha256_digest(response.body)
+        announced = response.header("Docker-Content-Digest")
+        expected = reference if reference.startswith("sha256:") else announced
+        if expected and expected.startswith("sha256:") and expected != digest:
+            raise RegistryError("GET %s: the manifest's bytes hash to %s, not %s" % (path, digest, expected))
+        media_type = response.header("Content-Type").split(";")[0].strip()
+        return Manifest(response.body, media_type, digest)
+
+    def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag points at, or None when the tag does not exist."""
+        path = "/v2/%s/manifests/%s" % (repository, reference)
+        try:
+            response = self.send("HEAD", path, repository, {"Accept": ACCEPT})
+        except RegistryNotFound:
+            return None
+        return response.header("Docker-Content-Digest") or None
+
+    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
+        path = "/v2/%s/manifests/%s" % (repository, reference)
+        response = self.send("PUT", path, repository, {"Content-Type": manifest.media_type},
+                             manifest.body, ok=(200, 201))
+        return response.header("Docker-Content-Digest") or manifest.digest
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest by digest (and so every tag on it); False if already gone."""
+        try:
+            self.send("DELETE", "/v2/%s/manifests/%s" % (repository, digest), repository, ok=(200, 202))
+        except RegistryNotFound:
+            return False
+        return True
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        try:
+            self.send("HEAD", "/v2/%s/blobs/%s" % (repository, digest), repository, ok=(200, 307))
+        except RegistryNotFound:
+            return False
+        return True
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        path = "/v2/%s/blobs/%s" % (repository, digest)
+        response = self.send("GET", path, repository, ok=(200, 301, 302, 303, 307, 308))
+        if response.status != 200:
+            # A storage backend's pre-signed URL: follow it without our Authorization.
+            target = urllib.parse.urljoin(response.url, response.header("Location"))
+            response = self.transport.request("GET", target, {})
+            if response.status != 200:
+                raise http_error("GET", urllib.parse.urlsplit(target).path, response.status, response.body)
+        if sha256_digest(response.body) != digest and digest.startswith("sha256:"):
+            raise RegistryError("GET %s: the blob's bytes do not hash to %s" % (path, digest))
+        return response.body
+
+    def get_blob_json(self, repository: str, digest: str) -> dict[str, t.Any]:
+        try:
+            document = json.loads(self.get_blob(repository, digest).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise RegistryError("blob %s of %s is not JSON" % (digest, repository)) from None
+        return document if isinstance(document, dict) else {}
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Cross-repository mount; True when the registry linked the blob, False otherwise."""
+        query = urllib.parse.urlencode({"mount": digest, "from": source})
+        scope = "%s repository:%s:pull" % (scope_for("POST", repository), source)
+        response = self.send("POST", "/v2/%s/blobs/uploads/?%s" % (repository, query), repository,
+                             {"Content-Length": "0"}, b"", ok=(201, 202), scope=scope)
+        if response.status == 202 and response.header("Location"):
+            # The registry opened an upload instead of mounting: cancel it.
+            location = urllib.parse.urljoin(self.base_url + "/", response.header("Location"))
+            try:
+                self.send("DELETE", location, repository, ok=(200, 202, 204, 404), scope=scope_for("POST", repository))
+            except RegistryError:
+                pass
+        return response.status == 201
+
+    def upload_blob(self, repository: str, digest: str, data: bytes) -> None:
+        """Monolithic upload: POST to open a session, PUT the bytes with the digest."""
+        response = self.send("POST", "/v2/%s/blobs/uploads/" % repository, repository,
+                             {"Content-Length": "0"}, b"", ok=(202,))
+        location = urllib.parse.urljoin(self.base_url + "/", response.header("Location"))
+        location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
+        self.send("PUT", location, repository, {"Content-Type": "application/octet-stream"}, data, ok=(201,))
