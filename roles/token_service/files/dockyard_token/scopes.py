@@ -65,12 +65,12 @@ def valid_repository_name(name: str) -> bool:
     if not name or len(name) > MAX_NAME_LENGTH:
         return False
     components = name.split("/")
-    first = components[0]
-    if len(components) > 1 and ("." in first or ":" in first or first == "localhost"):
-        if not _valid_host(first):
-            return False
-        components = components[1:]
-    return all(_COMPONENT_RE.match(component) for component in components)
+    # The grammar is ambiguous ("a.b/c" is a host or a path component): either reading will do.
+    if all(_COMPONENT_RE.match(component) for component in components[1:]):
+        if _COMPONENT_RE.match(components[0]):
+            return True
+        return len(components) > 1 and _valid_host(components[0])
+    return False
 
 
 def parse_scope(text: str) -> Scope:
