@@ -1,40 +1,9 @@
-"""Fixtures for the token service: its package on sys.path, a key pair, a store, the app."""
+"""Fixtures for the token service: a key pair, a store file, the configured app."""
 from __future__ import annotations
 
-import datetime
-import json
-import pathlib
-import sys
-
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-FILES = pathlib.Path(__file__).resolve().parents[3] / "roles" / "token_service" / "files"
-if str(FILES) not in sys.path:
-    sys.path.insert(0, str(FILES))
-
-from dockyard_token import _accounts  # noqa: E402  pylint: disable=wrong-import-position
-
-ISSUER = "test-issuer"
-SERVICE = "registry.test"
-
-
-def write_key_pair(directory: pathlib.Path, name: str = "token") -> tuple:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    key_path, cert_path = directory / (name + ".key"), directory / (name + ".crt")
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key, key_path, cert_path
+from token_fixtures import ISSUER, SERVICE, _accounts, sample_store, write_key_pair
 
 
 @pytest.fixture(autouse=True)
@@ -45,34 +14,6 @@ def fast_bcrypt(monkeypatch):
 @pytest.fixture(scope="session")
 def key_pair(tmp_path_factory):
     return write_key_pair(tmp_path_factory.mktemp("keys"))
-
-
-def sample_store() -> dict:
-    store = _accounts.empty_store()
-    store["users"] = {
-        "admin": {"password_hash": _accounts.hash_secret("admin-pw", 4), "groups": ["admins"]},
-        "alice": {"password_hash": _accounts.hash_secret("alice-pw", 4), "groups": ["team-a"]},
-        "bob": {"password_hash": _accounts.hash_secret("bob-pw", 4), "groups": []},
-        "mallory": {"password_hash": _accounts.hash_secret("mallory-pw", 4), "groups": ["team-a"], "disabled": True},
-    }
-    store["robots"] = {
-        "robot$team-a+ci": {"secret_hash": _accounts.hash_secret("ci-secret", 4),
-                            "permissions": [{"repository": "team-a/*", "actions": ["pull", "push"]}]},
-        "robot$team-a+puller": {"secret_hash": _accounts.hash_secret("pull-secret", 4),
-                                "permissions": [{"repository": "team-a/*", "actions": ["pull"]}]},
-        "robot$old": {"secret_hash": _accounts.hash_secret("old-secret", 4), "expires_at": "2001-01-01T00:00:00Z",
-                      "permissions": [{"repository": "*", "actions": ["pull"]}]},
-        "robot$off": {"secret_hash": _accounts.hash_secret("off-secret", 4), "disabled": True,
-                      "permissions": [{"repository": "*", "actions": ["pull"]}]},
-    }
-    store["rules"] = [
-        {"subject": "group:admins", "repository": "*", "actions": ["pull", "push", "delete", "catalog"]},
-        {"subject": "group:team-a", "repository": "team-a/*", "actions": ["pull", "push"]},
-        {"subject": "authenticated", "repository": "${user}/*", "actions": ["pull", "push", "delete"]},
-        {"subject": "anonymous", "repository": "public/*", "actions": ["pull"]},
-        {"subject": "user:bob", "repository": "team-b/x", "actions": ["pull"]},
-    ]
-    return _accounts.validate_store(store)
 
 
 @pytest.fixture
@@ -94,18 +35,3 @@ def config(tmp_path, key_pair, store_path):
 def app(config):
     from dockyard_token.app import TokenService
     return TokenService(config)
-
-
-def call(app, query="", authorization=None, method="GET", path="/auth/token", **headers):
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_ADDR": ""}
-    if authorization is not None:
-        environ["HTTP_AUTHORIZATION"] = authorization
-    environ.update(headers)
-    seen = {}
-
-    def start_response(status, response_headers):
-        seen["status"] = int(status.split()[0])
-        seen["headers"] = dict(response_headers)
-
-    body = b"".join(app(environ, start_response))
-    return seen["status"], seen["headers"], json.loads(body) if body else None

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import ISSUER, SERVICE, call, sample_store, write_key_pair
+from token_fixtures import ISSUER, SERVICE, call, sample_store, write_key_pair
 from dockyard_token import _accounts
 from dockyard_token.app import Config, TokenService
 from dockyard_token.keys import SigningKeyError, libtrust_key_id

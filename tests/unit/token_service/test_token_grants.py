@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import sample_store
+from token_fixtures import sample_store
 from dockyard_token import _accounts
 from dockyard_token.accounts import Authenticator, StoreUnavailable, StoreView
 from dockyard_token.grants import ANONYMOUS, Identity, RuleIndex
