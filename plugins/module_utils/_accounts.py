@@ -24,6 +24,7 @@ import contextlib
 import copy
 import datetime
 import fcntl
+import grp
 import json
 import os
 import re
@@ -405,3 +406,62 @@ def locked(path: str) -> t.Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+# --- what the modules share ------------------------------------------------------------
+
+# The options of the doc fragment dockyard.registry.accounts_store, for every module that
+# edits the store (kept here, beside the code that honours them).
+STORE_ARGUMENT_SPEC = {
+    "store_path": {"type": "path", "default": DEFAULT_STORE_PATH},
+    "store_group": {"type": "str", "default": "dockyard-token"},
+}
+
+
+def group_id(name: t.Optional[str]) -> t.Optional[int]:
+    if not name:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise InvalidValue("group %r does not exist (create it, or set store_group)" % name) from None
+
+
+class Transaction:
+    """Lock, read, let the caller change ``self.store``, write only if it changed.
+
+    ``with Transaction(path, group, check_mode) as tx: tx.store[...] = ...``; afterwards
+    ``tx.changed`` says whether the document differs (in check mode: would differ).
+    """
+
+    def __init__(self, path: str, group: t.Optional[str] = None, check_mode: bool = False) -> None:
+        self.path = path
+        self.group = group
+        self.check_mode = check_mode
+        self.before: dict = {}
+        self.store: dict = {}
+        self.changed = False
+        self._lock: t.Optional[t.ContextManager] = None
+
+    def __enter__(self) -> "Transaction":
+        if not self.check_mode:
+            self._lock = locked(self.path)
+            self._lock.__enter__()
+        try:
+            self.before = load_store(self.path)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        self.store = copy.deepcopy(self.before)
+        return self
+
+    def __exit__(self, kind: t.Any, value: t.Any, trace: t.Any) -> None:
+        try:
+            if kind is None and self.before:
+                self.changed = validate_store(self.store) != self.before
+                if self.changed and not self.check_mode:
+                    write_store(self.path, self.store, group=group_id(self.group))
+        finally:
+            if self._lock is not None:
+                lock, self._lock = self._lock, None
+                lock.__exit__(None, None, None)
