@@ -415,10 +415,11 @@ def test_refuses_bad_config(registry, tmp_path, capsys, change, message):
     assert "result=failed step=config" in out and message in out
 
 
-def test_lock_held_exits_75(registry, tmp_path, capsys):
+@pytest.mark.parametrize("held", [fcntl.LOCK_EX, fcntl.LOCK_SH])
+def test_lock_held_exits_75(registry, tmp_path, capsys, held):
     path = write_config(tmp_path, registry)
     with open(tmp_path / "gc.lock", "w") as holder:
-        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(holder, held | fcntl.LOCK_NB)
         code, out, _ = run_script(capsys, "--config", str(path), "--dry-run")
     assert code == 75
     assert "step=lock" in out and "another garbage collection" in out
@@ -537,7 +538,7 @@ def test_failure_inside_garbage_collect_restores_read_write(populated, fake_serv
 def test_sigterm_during_garbage_collect_restores_read_write(populated, fake_service, tmp_path, capsys):
     registry, _, stray = populated
     marker = tmp_path / "gc-started"
-    binary = wrapper_binary(tmp_path, f"touch {marker}; exec sleep 60")
+    binary = wrapper_binary(tmp_path, f"echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; exec sleep 60")
     path = write_config(tmp_path, registry, registry_binary=binary)
 
     def terminate_when_started() -> None:
@@ -552,6 +553,7 @@ def test_sigterm_during_garbage_collect_restores_read_write(populated, fake_serv
     report = json.loads(out)
     assert code == 1 and report["step"] == "garbage-collect" and "SIGTERM" in report["error"]
     assert time.monotonic() - started < 45
+    assert not os.path.exists(f"/proc/{marker.read_text().strip()}"), "garbage-collect left running"
     assert_restored(registry, fake_service, json.loads(path.read_text()), stray)
 
 
@@ -562,3 +564,19 @@ def test_failed_read_write_restart_is_loud(populated, fake_service, tmp_path, ca
     assert code == 1
     assert "step=restart-read-write" in out and "REGISTRY NOT RESTORED READ-WRITE" in out
     assert "systemctl restart docker-registry.service" in out
+
+
+def test_systemd_service_calls_systemctl(tmp_path, monkeypatch):
+    log = tmp_path / "systemctl.log"
+    fake = tmp_path / "bin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n[ "$1" != restart ] || [ "$2" != bad.service ] '
+                    '|| { echo "Job failed" >&2; exit 1; }\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    service = gc.SystemdService("docker-registry.service")
+    service.daemon_reload()
+    service.restart()
+    assert log.read_text().splitlines() == ["daemon-reload", "restart docker-registry.service"]
+    with pytest.raises(RuntimeError, match="systemctl restart bad.service exited 1: Job failed"):
+        gc.SystemdService("bad.service").restart()
