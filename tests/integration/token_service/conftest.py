@@ -1,0 +1,59 @@
+"""Fixtures: a real token stack on loopback (see token_stack.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import typing as t
+
+import pytest
+
+from token_stack import (ISSUER, SERVICE, SERVICE_FILES, SYSTEM_PYTHON, Stack, free_port, wait_http,
+                         write_key_pair)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> t.Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("token-stack")
+    key, cert, key_path, cert_path = write_key_pair(workdir, "token")
+    registry_port, token_port = free_port(), free_port()
+    store_path = workdir / "token" / "accounts.json"
+    audit_log = workdir / "audit.jsonl"
+    (workdir / "token-config.json").write_text(json.dumps({
+        "issuer": ISSUER, "service": SERVICE, "key": str(key_path), "certificate": str(cert_path),
+        "store": str(store_path), "lifetime": 300, "cache_ttl": 60, "audit_log": str(audit_log),
+        "audit_stdout": True,
+    }))
+    (workdir / "registry.yml").write_text(json.dumps({
+        "version": 0.1,
+        "log": {"level": "info", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": "127.0.0.1:%d" % registry_port, "secret": "integration-test-secret"},
+        "auth": {"token": {"realm": "http://127.0.0.1:%d/auth/token" % token_port, "service": SERVICE,
+                           "issuer": ISSUER, "rootcertbundle": str(cert_path)}},
+    }))
+    processes = []
+    try:
+        token_log = workdir / "gunicorn.log"
+        with open(token_log, "wb") as log:
+            processes.append(subprocess.Popen(
+                [SYSTEM_PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:%d" % token_port, "--workers", "2",
+                 "--chdir", str(SERVICE_FILES), "dockyard_token.wsgi:application"],
+                stdout=log, stderr=subprocess.STDOUT,
+                env=dict(os.environ, DOCKYARD_TOKEN_CONFIG=str(workdir / "token-config.json"))))
+        wait_http("http://127.0.0.1:%d/healthz" % token_port, processes[-1], token_log)
+        registry_log = workdir / "registry.log"
+        with open(registry_log, "wb") as log:
+            processes.append(subprocess.Popen(["docker-registry", "serve", str(workdir / "registry.yml")],
+                                              stdout=log, stderr=subprocess.STDOUT))
+        wait_http("http://127.0.0.1:%d/v2/" % registry_port, processes[-1], registry_log)
+        yield Stack("http://127.0.0.1:%d" % registry_port, "http://127.0.0.1:%d/auth/token" % token_port,
+                    "127.0.0.1:%d" % registry_port, key, cert, store_path, audit_log, workdir)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
