@@ -50,6 +50,7 @@ class FakeResponse:
 class FakeRegistry:
     def __init__(self, delete_enabled: bool = True, page_size: int | None = None) -> None:
         self.blobs: dict[str, bytes] = {}
+        self.blob_links: dict[str, set[str]] = {}  # repo -> digests linked into it
         self.manifests: dict[str, dict[str, tuple[bytes, str]]] = {}  # repo -> digest -> (body, type)
         self.tag_links: dict[str, dict[str, str]] = {}  # repo -> tag -> digest
         self.delete_enabled = delete_enabled
@@ -68,6 +69,7 @@ class FakeRegistry:
         layer = ("layer " + (seed or tag or "")).encode()
         self.blobs[digest_of(config_bytes)] = config_bytes
         self.blobs[digest_of(layer)] = layer
+        self.blob_links.setdefault(repository, set()).update((digest_of(config_bytes), digest_of(layer)))
         manifest = json.dumps({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -162,11 +164,18 @@ class FakeRegistry:
             return self._manifest(method, repository, reference, data, headers)
         if kind == "/blobs/uploads/":
             source = query.get("from", [""])[0]
-            mount = query.get("mount", [""])[0]
-            if mount and mount in self.blobs:
+            if method == "PUT" and data is not None and query.get("digest") == [digest_of(data)]:
+                self.blobs[digest_of(data)] = data
+                self.blob_links.setdefault(repository, set()).add(digest_of(data))
+                return FakeResponse(201, {"Docker-Content-Digest": digest_of(data)}, b"")
+            if method == "DELETE":
+                return FakeResponse(204, {}, b"")
+            mount = query.get("mount", [""])[0] if getattr(self, "mountable", True) else ""
+            if mount and mount in self.blob_links.get(source, set()):
+                self.blob_links.setdefault(repository, set()).add(mount)
                 return FakeResponse(201, {"Location": "/v2/%s/blobs/%s" % (repository, mount)}, b"")
             return FakeResponse(202, {"Location": "/v2/%s/blobs/uploads/uuid?x=1" % repository}, b"")
-        if reference not in self.blobs:
+        if reference not in self.blob_links.get(repository, set()):
             return self.error(404, "BLOB_UNKNOWN")
         body = self.blobs[reference]
         return FakeResponse(200, {"Content-Length": str(len(body)), "Docker-Content-Digest": reference},
