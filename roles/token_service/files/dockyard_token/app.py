@@ -46,7 +46,7 @@ class Config(t.NamedTuple):
     @classmethod
     def from_file(cls, path: str) -> "Config":
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            data = {key: value for key, value in json.load(handle).items() if not key.startswith("_")}
         unknown = set(data) - set(cls._fields)
         if unknown:
             raise ValueError("%s: unknown settings %s" % (path, ", ".join(sorted(unknown))))
