@@ -283,6 +283,7 @@ class FakeService:
         self.restarts: list[dict[str, str]] = []
         self.upload_status_read_only: int | None = None
         self.fail_restart_at: int | None = None
+        self.down_at: int | None = None
         self.unit = None
 
     def __call__(self, unit: str) -> "FakeService":
@@ -313,6 +314,8 @@ class FakeService:
         if self.fail_restart_at == len(self.restarts):
             raise RuntimeError("restart docker-registry.service: systemctl exited 1: fake failure")
         self.registry.stop()
+        if self.down_at == len(self.restarts):
+            return
         self.registry.start(env)
         if self.read_only:
             self.upload_status_read_only = self.registry.upload_status()
@@ -580,3 +583,26 @@ def test_systemd_service_calls_systemctl(tmp_path, monkeypatch):
     assert log.read_text().splitlines() == ["daemon-reload", "restart docker-registry.service"]
     with pytest.raises(RuntimeError, match="systemctl restart bad.service exited 1: Job failed"):
         gc.SystemdService("bad.service").restart()
+
+
+def test_probe_answers_and_times_out(registry, tmp_path):
+    gc.probe(registry.socket, 5)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"did not answer 200 within 1s"):
+        gc.probe(str(tmp_path / "absent.sock"), 1)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("down_at, step", [(1, "probe-read-only"), (2, "probe-read-write")])
+def test_registry_not_answering_fails_the_probe(populated, fake_service, tmp_path, capsys, down_at, step):
+    registry, _, stray = populated
+    fake_service.down_at = down_at
+    path = write_config(tmp_path, registry, probe_timeout=2)
+    code, out, _ = run_script(capsys, "--config", str(path))
+    assert code == 1 and f"step={step}" in out
+    assert ("REGISTRY NOT RESTORED READ-WRITE" in out) == (step == "probe-read-write")
+    assert len(fake_service.restarts) == 2
+    assert not pathlib.Path(json.loads(path.read_text())["readonly_dropin"]).exists()
+    assert registry.blob_file(stray).exists() == (step == "probe-read-only")
+    if registry.process is None:
+        registry.start()
