@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Token requests per second through the real token service (gunicorn on loopback).
 
 Starts the service twice under Debian's gunicorn (``/usr/bin/python3 -m gunicorn``), on
@@ -95,7 +94,7 @@ def hammer(port: int, total: int, clients: int, authorization: str | None) -> tu
                 if response.status != 200 or b'"token"' not in body:
                     errors.append(response.status)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client) for _index in range(clients)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()

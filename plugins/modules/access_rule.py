@@ -53,7 +53,7 @@ options:
     choices: [present, absent]
     default: present
 author:
-  - Dockyard developers
+  - Dockyard developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -61,7 +61,7 @@ options:
       - Omitted, an existing user keeps its flag (a new one is enabled).
     type: bool
 author:
-  - Dockyard developers
+  - Dockyard developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -40,10 +40,10 @@ def accounts(stack):
                                                      "groups": ["admins"]}},
         {"name": "alice", "dockyard.registry.user": {"name": "alice", "password": PASSWORDS["alice"],
                                                      "groups": ["team-a"]}},
-        {"name": "admins", "dockyard.registry.access_rule": {"subject": "group:admins", "repository": "*",
-                                                            "actions": ["pull", "push", "delete", "catalog"]}},
-        {"name": "team-a", "dockyard.registry.access_rule": {"subject": "group:team-a", "repository": "team-a/*",
-                                                            "actions": ["pull"]}},
+        {"name": "admins", "dockyard.registry.access_rule": {
+            "subject": "group:admins", "repository": "*", "actions": ["pull", "push", "delete", "catalog"]}},
+        {"name": "team-a", "dockyard.registry.access_rule": {
+            "subject": "group:team-a", "repository": "team-a/*", "actions": ["pull"]}},
         {"name": "ci", "dockyard.registry.robot_account": {
             "name": "robot$team-a+ci", "expires_in": "30d", "registry_host": stack.host,
             "permissions": [{"repository": "team-a/*", "actions": ["pull", "push"]}]}},
@@ -249,10 +249,9 @@ def test_registry_refuses_alg_none(stack, accounts, trusted):
 
 
 def test_registry_refuses_hs256_signed_with_the_public_key(stack, accounts, trusted):
-    public_pem = stack.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-    public_der = stack.key.public_key().public_bytes(serialization.Encoding.DER,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    public_pem = stack.key.public_key().public_bytes(serialization.Encoding.PEM, spki)
+    public_der = stack.key.public_key().public_bytes(serialization.Encoding.DER, spki)
     for secret in (public_pem, public_der, stack.cert.public_bytes(serialization.Encoding.PEM)):
         token = make_token(dict(trusted[0], alg="HS256"), claims_for(),
                            lambda data, secret=secret: hmac.new(secret, data, hashlib.sha256).digest())
@@ -261,7 +260,10 @@ def test_registry_refuses_hs256_signed_with_the_public_key(stack, accounts, trus
 
 def test_registry_refuses_a_key_outside_the_bundle(stack, accounts, trusted, tmp_path):
     other_key, other_cert, _key_path, _cert_path = write_key_pair(tmp_path, "intruder")
-    sign = lambda data: es256(other_key, data)  # noqa: E731
+
+    def sign(data):
+        return es256(other_key, data)
+
     own_kid = {"alg": "ES256", "typ": "JWT", "kid": libtrust_key_id(other_key.public_key())}
     stolen_kid = trusted[0]
     own_x5c = {"alg": "ES256", "typ": "JWT",

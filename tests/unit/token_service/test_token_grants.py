@@ -139,7 +139,7 @@ def test_authenticate(index, authenticator, account, password, subject, reason):
 
 
 def test_groups_come_from_the_store(index, authenticator):
-    identity, _cached, _ = authenticator.authenticate(index, "alice", "alice-pw")
+    identity, _cached, _reason = authenticator.authenticate(index, "alice", "alice-pw")
     assert identity.groups == ("team-a",)
 
 
@@ -173,7 +173,7 @@ def test_expiry_is_checked_at_each_request(index, authenticator):
 
 def test_cache_off(index):
     authenticator = Authenticator(ttl=0)
-    for _ in range(2):
+    for _attempt in range(2):
         assert authenticator.authenticate(index, "alice", "alice-pw")[1] is False
 
 

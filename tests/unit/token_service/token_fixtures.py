@@ -36,7 +36,6 @@ def write_key_pair(directory: pathlib.Path, name: str = "token") -> tuple:
     return key, key_path, cert_path
 
 
-
 def sample_store() -> dict:
     store = _accounts.empty_store()
     store["users"] = {

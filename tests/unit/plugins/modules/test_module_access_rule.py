@@ -7,8 +7,8 @@ from ansible_collections.dockyard.registry.plugins.modules import access_rule
 
 
 def test_add(run, four_cases):
-    checked, applied, _again, _ = four_cases(access_rule, subject="group:team-a", repository="team-a/*",
-                                             actions=["push", "pull", "pull"])
+    checked, applied, _again, _checked_again = four_cases(
+        access_rule, subject="group:team-a", repository="team-a/*", actions=["push", "pull", "pull"])
     rule = {"subject": "group:team-a", "repository": "team-a/*", "actions": ["pull", "push"]}
     assert checked["rule"] == rule and applied["rule"] == rule
     assert applied["diff"] == {"before": {}, "after": rule}
@@ -17,8 +17,8 @@ def test_add(run, four_cases):
 
 def test_change_actions(run, four_cases):
     run(access_rule, subject="anonymous", repository="public/*", actions=["pull"])
-    _checked, applied, _again, _ = four_cases(access_rule, subject="anonymous", repository="public/*",
-                                              actions=["pull", "push"])
+    _checked, applied, _again, _checked_again = four_cases(
+        access_rule, subject="anonymous", repository="public/*", actions=["pull", "push"])
     assert applied["diff"]["before"]["actions"] == ["pull"] and applied["rule"]["actions"] == ["pull", "push"]
     assert len(run.store()["rules"]) == 1
 
@@ -32,8 +32,8 @@ def test_rules_are_keyed_by_subject_and_pattern(run):
 
 def test_remove(run, four_cases):
     run(access_rule, subject="group:team-a", repository="team-a/*", actions=["pull"])
-    _checked, applied, _again, _ = four_cases(access_rule, subject="group:team-a", repository="team-a/*",
-                                              state="absent")
+    _checked, applied, _again, _checked_again = four_cases(
+        access_rule, subject="group:team-a", repository="team-a/*", state="absent")
     assert applied["rule"] is None and run.store()["rules"] == []
 
 

@@ -53,8 +53,8 @@ def test_rotate(run):
 
 def test_change_permissions(run, four_cases):
     run(robot_account, name=NAME, permissions=PUSH)
-    _checked, applied, _again, _ = four_cases(robot_account, name=NAME,
-                                              permissions=[{"repository": "team-a/app", "actions": ["pull"]}])
+    _checked, applied, _again, _checked_again = four_cases(
+        robot_account, name=NAME, permissions=[{"repository": "team-a/app", "actions": ["pull"]}])
     assert applied["diff"]["before"]["permissions"] != applied["diff"]["after"]["permissions"]
     assert applied["secret"] is None
 
@@ -68,7 +68,7 @@ def test_revoke_and_reenable(run, four_cases):
 
 def test_expires_at_and_never(run, four_cases):
     run(robot_account, name=NAME, permissions=PUSH)
-    _checked, applied, _again, _ = four_cases(robot_account, name=NAME, expires_at="2030-01-31")
+    _checked, applied, _again, _checked_again = four_cases(robot_account, name=NAME, expires_at="2030-01-31")
     assert applied["robot"]["expires_at"] == "2030-01-31T00:00:00Z" and not applied["expires_soon"]
     four_cases(robot_account, name=NAME, expires_at="2030-01-31T12:00:00+02:00")
     assert run.store()["robots"][NAME]["expires_at"] == "2030-01-31T10:00:00Z"
@@ -88,7 +88,7 @@ def test_expires_soon_and_expired(run):
 
 def test_remove(run, four_cases):
     run(robot_account, name=NAME, permissions=PUSH)
-    _checked, applied, _again, _ = four_cases(robot_account, name=NAME, state="absent")
+    _checked, applied, _again, _checked_again = four_cases(robot_account, name=NAME, state="absent")
     assert applied["robot"] is None and NAME not in run.store()["robots"]
 
 

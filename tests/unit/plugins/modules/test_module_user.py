@@ -11,9 +11,9 @@ from ansible_collections.dockyard.registry.plugins.modules import user
 
 
 def test_create(run, four_cases):
-    checked, applied, again, _ = four_cases(user, name="alice", password="pw-1", groups=["team-a", "dev"])
-    assert checked["diff"] == {"before": {}, "after": {"name": "alice", "groups": ["dev", "team-a"], "disabled": False,
-                                                      "password": "(changed)"}}
+    checked, applied, again, _checked_again = four_cases(user, name="alice", password="pw-1", groups=["team-a", "dev"])
+    expected = {"name": "alice", "groups": ["dev", "team-a"], "disabled": False, "password": "(changed)"}
+    assert checked["diff"] == {"before": {}, "after": expected}
     assert applied["user"] == {"name": "alice", "groups": ["dev", "team-a"], "disabled": False}
     assert applied["password_changed"] and not again["password_changed"]
     stored = run.store()["users"]["alice"]
@@ -23,7 +23,7 @@ def test_create(run, four_cases):
 
 def test_password_change(run, four_cases):
     run(user, name="alice", password="pw-1")
-    checked, _applied, again, _ = four_cases(user, name="alice", password="pw-2")
+    checked, _applied, again, _checked_again = four_cases(user, name="alice", password="pw-2")
     assert checked["password_changed"] and checked["diff"]["after"]["password"] == "(changed)"
     assert not again["password_changed"]
     assert _accounts.check_secret("pw-2", run.store()["users"]["alice"]["password_hash"])
@@ -47,13 +47,13 @@ def test_groups_replace_and_append(run, four_cases):
 
 def test_disable(run, four_cases):
     run(user, name="bob", password="pw")
-    _checked, applied, _again, _ = four_cases(user, name="bob", disabled=True)
+    _checked, applied, _again, _checked_again = four_cases(user, name="bob", disabled=True)
     assert applied["user"]["disabled"] and applied["diff"]["before"]["disabled"] is False
 
 
 def test_remove(run, four_cases):
     run(user, name="bob", password="pw")
-    _checked, applied, _again, _ = four_cases(user, name="bob", state="absent")
+    _checked, applied, _again, _checked_again = four_cases(user, name="bob", state="absent")
     assert applied["user"] is None and applied["diff"]["after"] == {}
     assert "bob" not in run.store()["users"]
 
