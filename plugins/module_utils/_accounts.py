@@ -450,18 +450,21 @@ class Transaction:
         try:
             self.before = load_store(self.path)
         except BaseException:
-            self.__exit__(None, None, None)
+            self._release()
             raise
         self.store = copy.deepcopy(self.before)
         return self
 
     def __exit__(self, kind: t.Any, value: t.Any, trace: t.Any) -> None:
         try:
-            if kind is None and self.before:
+            if kind is None:
                 self.changed = validate_store(self.store) != self.before
                 if self.changed and not self.check_mode:
                     write_store(self.path, self.store, group=group_id(self.group))
         finally:
-            if self._lock is not None:
-                lock, self._lock = self._lock, None
-                lock.__exit__(None, None, None)
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
