@@ -73,7 +73,7 @@ options:
 notes:
   - Needs C(storage.delete.enabled=true) in the registry's configuration; otherwise the registry answers 405.
 author:
-  - Dockyard developers
+  - Dockyard developers (@dockyard)
 """
 
 EXAMPLES = r"""

@@ -44,7 +44,7 @@ options:
     type: bool
     default: true
 author:
-  - Dockyard developers
+  - Dockyard developers (@dockyard)
 """
 
 EXAMPLES = r"""

@@ -8,10 +8,10 @@ module: tag
 short_description: Point a tag at the image another tag or digest has, without pulling layers
 version_added: 0.1.0
 description:
-  - Reads the manifest of O(source) (all four media types: Docker v2 manifest and manifest list, OCI
-    manifest and index) and stores the same bytes, with the same media type, under O(tag). The digest
-    stays the same, and no layer is downloaded.
-  - With O(source_repository), the image is copied from another repository of the same registry: its
+  - Reads the manifest of O(source) (any of the four media types, Docker v2 manifest and manifest list,
+    OCI manifest and index) and stores the same bytes, with the same media type, under O(tag). The
+    digest stays the same, and no layer is downloaded.
+  - With O(source_repository), the image is copied from another repository of the same registry. Its
     blobs are mounted (C(POST .../blobs/uploads/?mount=...&from=...)), and only copied when the
     registry declines to mount them; the platform manifests of an index are copied too.
 extends_documentation_fragment:
@@ -44,7 +44,7 @@ options:
       - Repository of O(source). Defaults to O(repository).
     type: str
 author:
-  - Dockyard developers
+  - Dockyard developers (@dockyard)
 """
 
 EXAMPLES = r"""

@@ -35,7 +35,7 @@ class Challenge:
         header = (header or "").strip()
         if not header:
             return None
-        scheme, _, rest = header.partition(" ")
+        scheme, _sep, rest = header.partition(" ")
         params = {}
         for match in _PARAM.finditer(rest):
             value = match.group(2) if match.group(2) is not None else match.group(3)

@@ -35,10 +35,10 @@ def parse_time(value: t.Any) -> float | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    date, _, rest = text.partition("T")
+    date, _sep, rest = text.partition("T")
     if "." in rest:
         # Python 3.8 to 3.10 accept at most 6 fractional digits; Go writes up to 9.
-        clock, _, fraction = rest.partition(".")
+        clock, _dot, fraction = rest.partition(".")
         digits = "".join(ch for ch in fraction if ch.isdigit())
         zone = fraction[len(digits):]
         rest = "%s.%s%s" % (clock, digits[:6].ljust(6, "0"), zone)
