@@ -7,9 +7,14 @@ set -euo pipefail
 suite=${1:-bookworm}
 image=${DOCKYARD_BASE_IMAGE:-dockyard/debian-systemd:${suite}}
 mirror=${DOCKYARD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-packages=systemd,systemd-sysv,python3,python3-apt,sudo,ca-certificates,iproute2,procps,curl,openssl,cron,skopeo
+packages=systemd,systemd-sysv,python3,python3-apt,sudo,ca-certificates,iproute2,procps
+# Test clients, installed with apt in the chroot: debootstrap cannot resolve skopeo's
+# virtual dependencies.
+clients="curl openssl skopeo podman cron logrotate"
 
-if docker image inspect "$image" >/dev/null 2>&1; then
+# The image is rebuilt when this recipe changes.
+recipe=$(sha256sum "$0" | cut -c1-16)
+if [ "$(docker image inspect -f '{{ index .Config.Labels "dockyard.recipe" }}' "$image" 2>/dev/null)" = "$recipe" ]; then
     echo "base image $image is present"
     exit 0
 fi
@@ -17,11 +22,18 @@ fi
 root=$(mktemp -d /var/tmp/dockyard-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 echo "building base image $image (debootstrap $suite, about two minutes)"
-debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >/dev/null
+log=/var/tmp/dockyard-base-image.log
+if ! debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$log" 2>&1; then
+    tail -n 20 "$log" "$root/debootstrap/debootstrap.log" >&2 || true
+    exit 1
+fi
 echo "deb $mirror $suite main" >"$root/etc/apt/sources.list"
+chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $clients" >>"$log" 2>&1 \
+    || { tail -n 20 "$log" >&2; exit 1; }
 # systemd in a container: no getty, no udev triggers waiting on devices.
 rm -f "$root"/etc/systemd/system/getty.target.wants/* \
       "$root"/lib/systemd/system/multi-user.target.wants/getty.target
 chroot "$root" apt-get clean
-tar -C "$root" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' - "$image" >/dev/null
+tar -C "$root" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' \
+    -c "LABEL dockyard.recipe=$recipe" - "$image" >/dev/null
 echo "base image $image built"

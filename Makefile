@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh Debian 12 machine (as root):
+#   make demo   - set up the tools, provision a local demo registry host, push a sample image
+#   make test   - lint, sanity, unit, integration and Molecule tests
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
+SANITY_ROOT := $(CURDIR)/.build/sanity/ansible_collections/dockyard/registry
+SCENARIOS ?= default
+
+.PHONY: demo demo-destroy bootstrap test lint sanity unit integration molecule bench build
+
+bootstrap:
+	tools/bootstrap.sh
+
+demo: bootstrap
+	tools/demo.sh up
+
+demo-destroy:
+	tools/demo.sh down
+
+test: bootstrap lint sanity unit integration molecule
+	@echo "make test: every suite passed"
+
+lint:
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production --offline
+
+sanity:
+	tools/sanity.sh "$(SANITY_ROOT)"
+
+unit:
+	$(BIN)/python -m pytest -q tests/unit
+
+integration:
+	$(BIN)/python -m pytest -q tests/integration
+
+molecule:
+	for scenario in $(SCENARIOS); do $(BIN)/molecule test -s $$scenario || exit 1; done
+
+build:
+	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist
+
+bench:
+	$(BIN)/python bench/gateway.py

@@ -1,0 +1,67 @@
+"""Checks of a provisioned registry host, run inside the instance with real clients."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+REGISTRY = "registry.dockyard.test"
+PUSHER = ("dockyard", "molecule-push-secret")
+READER = ("reader", "molecule-read-secret")
+STORE = "/var/lib/docker-registry/docker/registry/v2"
+
+
+class Instance:
+    """Runs commands in the test instance and speaks HTTP to its gateway with curl."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def run(self, command: str, *, ok: bool = True):
+        result = self.host.run(command)
+        if ok:
+            assert result.rc == 0, f"{command!r} failed ({result.rc}): {result.stderr or result.stdout}"
+        return result
+
+    def http(self, path: str, *, method: str = "GET", creds: tuple[str, str] | None = None,
+             host: str = REGISTRY, extra: str = "") -> tuple[int, dict[str, str], int]:
+        """Status, lower-cased headers and body size of one request through the gateway.
+
+        The body is left in /tmp/body (blobs are binary)."""
+        auth = f"-u {shlex.quote(':'.join(creds))}" if creds else ""
+        head = "-I" if method == "HEAD" else f"-X {method}"
+        result = self.run(f"curl -sS --http1.1 -H 'Expect:' {head} {auth} {extra} -D /tmp/headers "
+                          f"-o /tmp/body {shlex.quote(f'https://{host}{path}')}; stat -c %s /tmp/body")
+        block = self.host.file("/tmp/headers").content_string.replace("\r", "").strip().split("\n\n")[-1]
+        lines = block.split("\n")
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        return int(lines[0].split()[1]), headers, int(result.stdout.strip() or 0)
+
+    def body(self) -> str:
+        return self.host.file("/tmp/body").content_string
+
+    def push_image(self, reference: str, *, tag: str = "latest", layers: int = 2, big: str = "",
+                   seed: str = "molecule", creds: tuple[str, str] = PUSHER) -> str:
+        """Write an OCI image in the instance, push it, return its manifest digest."""
+        layout = f"/tmp/oci-{seed}-{tag}"
+        big_layer = f"--big-layer {big}" if big else ""
+        digest = self.run(f"rm -rf {layout} && oci-image {layout} --tag {tag} --layers {layers} "
+                          f"{big_layer} --seed {seed}").stdout.strip()
+        self.run(f"skopeo copy -q --dest-creds {':'.join(creds)} oci:{layout}:{tag} docker://{REGISTRY}/{reference}")
+        return digest
+
+    def inspect(self, reference: str, *, creds: tuple[str, str] = READER) -> dict:
+        return json.loads(self.run(f"skopeo inspect --creds {':'.join(creds)} docker://{REGISTRY}/{reference}").stdout)
+
+    def main_pid(self, unit: str) -> int:
+        return int(self.run(f"systemctl show -p MainPID --value {unit}").stdout.strip())
+
+
+@pytest.fixture
+def instance(host):
+    return Instance(host)

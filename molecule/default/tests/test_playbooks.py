@@ -1,0 +1,55 @@
+"""The playbooks as operators run them, from the controller against the converged instance."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+
+
+def playbook(*arguments: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".build", "collections"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+def recap(output: str) -> dict[str, int]:
+    line = re.search(r"^dockyard-default\s+:\s+(.*)$", output, re.MULTILINE)
+    assert line, output[-2000:]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line.group(1))}
+
+
+def test_check_mode_on_a_converged_host_changes_nothing():
+    result = playbook("--check", "--diff", "-e", "dockyard_hosts=registry", "dockyard.registry.site")
+    assert result.returncode == 0, result.stdout[-3000:]
+    counts = recap(result.stdout)
+    assert counts["changed"] == 0 and counts["failed"] == 0, result.stdout[-3000:]
+    assert "molecule-push-secret" not in result.stdout
+
+
+def test_gc_playbook_runs_the_safe_collection_and_reports():
+    result = playbook("-e", "dockyard_hosts=registry", "dockyard.registry.gc")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert '"result": "ok"' in result.stdout
+    assert recap(result.stdout)["failed"] == 0
+
+
+def test_bad_input_is_refused_before_anything_changes(host):
+    before = host.file("/etc/nginx/nginx.conf").content_string
+    cases = {
+        "gateway__server_name=not_a_host!": "gateway__server_name",
+        "registry__storage_path=relative/path": "registry__storage_path",
+        "registry__gc_schedule='61 * * * *'": "registry__gc_schedule",
+        "{\"gateway__users\": [{\"name\": \"nopass\"}]}": "password",
+        "gateway__tls_certificate=/tmp/cert.pem": "gateway__tls_certificate_key",
+    }
+    for extra, mentioned in cases.items():
+        result = playbook("-e", "dockyard_hosts=registry", "-e", extra, "dockyard.registry.site")
+        assert result.returncode != 0, extra
+        assert mentioned in result.stdout + result.stderr, (extra, result.stderr[-2000:])
+        assert "Traceback" not in result.stdout + result.stderr
+        counts = recap(result.stdout)
+        assert counts["changed"] == 0, (extra, counts)
+    assert host.file("/etc/nginx/nginx.conf").content_string == before
