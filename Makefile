@@ -6,7 +6,6 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
-SANITY_ROOT := $(CURDIR)/.build/sanity/ansible_collections/dockyard/registry
 SCENARIOS ?= default
 
 .PHONY: demo demo-destroy bootstrap test lint sanity unit integration molecule bench build
@@ -28,7 +27,7 @@ lint:
 	$(BIN)/ansible-lint --profile production --offline
 
 sanity:
-	tools/sanity.sh "$(SANITY_ROOT)"
+	tools/sanity.sh
 
 unit:
 	$(BIN)/python -m pytest -q tests/unit

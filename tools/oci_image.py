@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write a real OCI image layout to a directory, with nothing but the standard library.
 
 Tests, the demo and the benchmarks push these images with skopeo
@@ -7,8 +6,8 @@ Layers are gzip-compressed tar files holding one file of pseudo-random bytes eac
 so their size on the wire is about the size asked for.  The same --seed gives the
 same digests; another seed gives other layers.
 
-    oci_image.py OUT --tag 1.0 --layers 3 --layer-size 1M [--big-layer 64M]
-    oci_image.py OUT --tag multi --platforms linux/amd64,linux/arm64
+    python3 tools/oci_image.py OUT --tag 1.0 --layers 3 --layer-size 1M [--big-layer 64M]
+    python3 tools/oci_image.py OUT --tag multi --platforms linux/amd64,linux/arm64
 
 Prints the digest of the manifest (or of the index, with --platforms) on stdout.
 """
@@ -95,7 +94,7 @@ def write_image(layout: Layout, rng: random.Random, sizes: list[int], arch: str,
         "os": "linux",
         "config": {"Cmd": ["/layer-0.bin"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": created, "created_by": "dockyard tools/oci_image.py"} for _ in sizes],
+        "history": [{"created": created, "created_by": "dockyard tools/oci_image.py"} for _size in sizes],
     }
     config_desc = layout.put(json.dumps(config, sort_keys=True).encode(), OCI_CONFIG)
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": layers}
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.platforms:
         children = []
         for platform in args.platforms.split(","):
-            os_name, _, arch = platform.partition("/")
+            os_name, _slash, arch = platform.partition("/")
             if os_name != "linux" or not arch:
                 parser.error(f"platform {platform!r} is not linux/ARCH")
             children.append(write_image(layout, rng, sizes, arch, args.created))

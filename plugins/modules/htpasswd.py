@@ -7,7 +7,8 @@ DOCUMENTATION = r"""
 module: htpasswd
 short_description: Manage the bcrypt users of an htpasswd file that nginx checks
 version_added: 0.1.0
-author: Dockyard developers
+author:
+  - Dockyard developers (!UNKNOWN)
 description:
   - Writes the users of an htpasswd file with bcrypt hashes of a chosen cost.
   - A hash is replaced only when the password or the cost really changed, so a second run changes nothing.
@@ -17,8 +18,10 @@ requirements:
 attributes:
   check_mode:
     support: full
+    description: Reports which users would be added, updated or removed; writes nothing.
   diff_mode:
     support: full
+    description: Shows the user names before and after; never hashes or passwords.
 options:
   path:
     description: Path of the htpasswd file.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: cron_schedule
-author: Dockyard developers
+author: Dockyard developers (!UNKNOWN)
 version_added: 0.1.0
 short_description: Is a string five valid cron fields
 description:

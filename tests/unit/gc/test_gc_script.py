@@ -1,4 +1,4 @@
-"""Tests of roles/registry/files/dockyard-registry-gc against a real docker-registry 2.8.
+"""Tests of roles/registry/files/dockyard_registry_gc.py against a real docker-registry 2.8.
 
 Every test starts its own `docker-registry serve` on a unix socket (as the role runs it)
 with temporary filesystem storage; a small TCP forwarder on 127.0.0.1 lets skopeo and
@@ -32,7 +32,7 @@ import urllib.parse
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "roles" / "registry" / "files" / "dockyard-registry-gc"
+SCRIPT = ROOT / "roles" / "registry" / "files" / "dockyard_registry_gc.py"
 OCI_IMAGE = ROOT / "tools" / "oci_image.py"
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
@@ -172,7 +172,7 @@ class Registry:
         dest.parent.mkdir(parents=True, exist_ok=True)
         return subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", "--multi-arch", "all",
                                f"docker://{self.host}/{ref}", f"oci:{dest}:x"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
 
     def manifest_digest(self, repo: str, reference: str) -> str:
         connection = http.client.HTTPConnection(self.host, timeout=10)
@@ -349,7 +349,7 @@ def snapshot(path: pathlib.Path) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------- parsing and detection
 
 def test_parses_real_dry_run_output(populated):
-    registry, _, stray = populated
+    registry, _digests, stray = populated
     result = subprocess.run([REGISTRY, "garbage-collect", "--dry-run", str(registry.config)],
                             capture_output=True, text=True, check=True)
     counts = gc.parse_gc_output(result.stdout)
@@ -378,7 +378,7 @@ def test_empty_store_means_nothing_eligible(registry, tmp_path):
 
 
 def test_detects_index_in_nested_repository(populated):
-    registry, digests, _ = populated
+    registry, digests, _stray = populated
     assert gc.find_indexes(str(registry.storage)) == [f"team/multi@{digests['multi']}"]
 
 
@@ -413,7 +413,7 @@ def test_refuses_bad_config(registry, tmp_path, capsys, change, message):
     config = json.loads(path.read_text())
     change(config)
     path.write_text(json.dumps(config))
-    code, out, _ = run_script(capsys, "--config", str(path))
+    code, out, _err = run_script(capsys, "--config", str(path))
     assert code == 1
     assert "result=failed step=config" in out and message in out
 
@@ -423,19 +423,19 @@ def test_lock_held_exits_75(registry, tmp_path, capsys, held):
     path = write_config(tmp_path, registry)
     with open(tmp_path / "gc.lock", "w") as holder:
         fcntl.flock(holder, held | fcntl.LOCK_NB)
-        code, out, _ = run_script(capsys, "--config", str(path), "--dry-run")
+        code, out, _err = run_script(capsys, "--config", str(path), "--dry-run")
     assert code == 75
     assert "step=lock" in out and "another garbage collection" in out
-    code, _, _ = run_script(capsys, "--config", str(path), "--dry-run")
+    code, _out, _err = run_script(capsys, "--config", str(path), "--dry-run")
     assert code == 0
 
 
 # ---------------------------------------------------------------- the script end to end
 
 def test_dry_run_reports_and_changes_nothing(populated, fake_service, tmp_path, capsys):
-    registry, _, stray = populated
+    registry, _digests, stray = populated
     before = snapshot(registry.storage)
-    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--dry-run", "--json")
+    code, out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--dry-run", "--json")
     assert code == 0, out
     report = json.loads(out)
     assert report["changed"] is False and report["result"] == "ok"
@@ -455,7 +455,7 @@ def test_full_sequence(populated, fake_service, tmp_path, capsys):
     stray_file = registry.blob_file(stray)
     assert stray_file.exists()
 
-    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
+    code, out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
 
     assert code == 0, out
     fields = report_fields(out.strip())
@@ -486,7 +486,7 @@ def test_nothing_to_do_does_not_restart(registry, tmp_path, capsys, monkeypatch)
     path = write_config(tmp_path, registry)
     service = FakeService(registry, json.loads(path.read_text())["readonly_dropin"])
     monkeypatch.setattr(gc, "SystemdService", service)
-    code, out, _ = run_script(capsys, "--config", str(path), "--json")
+    code, out, _err = run_script(capsys, "--config", str(path), "--json")
     report = json.loads(out)
     assert code == 0 and report["changed"] is False and report["note"] == "nothing to do"
     assert report["blobs_deleted"] == 0 and service.restarts == []
@@ -495,7 +495,7 @@ def test_nothing_to_do_does_not_restart(registry, tmp_path, capsys, monkeypatch)
 def test_delete_untagged_refused_with_index(populated, fake_service, tmp_path, capsys):
     registry, digests, stray = populated
     before = snapshot(registry.storage)
-    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--delete-untagged")
+    code, out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--delete-untagged")
     assert code == 1
     assert "result=failed step=guard" in out and f"team/multi@{digests['multi']}" in out
     assert snapshot(registry.storage) == before and registry.blob_file(stray).exists()
@@ -505,7 +505,7 @@ def test_delete_untagged_refused_with_index(populated, fake_service, tmp_path, c
 def test_delete_untagged_refused_without_storage_root(populated, fake_service, tmp_path, capsys):
     registry = populated[0]
     path = write_config(tmp_path, registry, storage_root=None, delete_untagged=True)
-    code, out, _ = run_script(capsys, "--config", str(path), "--json")
+    code, out, _err = run_script(capsys, "--config", str(path), "--json")
     report = json.loads(out)
     assert code == 1 and report["step"] == "guard" and "not the filesystem" in report["error"]
     assert fake_service.restarts == []
@@ -528,10 +528,10 @@ def assert_restored(registry, service, config, stray):
 
 
 def test_failure_inside_garbage_collect_restores_read_write(populated, fake_service, tmp_path, capsys):
-    registry, _, stray = populated
+    registry, _digests, stray = populated
     binary = wrapper_binary(tmp_path, 'echo "failed to garbage collect: boom" >&2; exit 3')
     path = write_config(tmp_path, registry, registry_binary=binary)
-    code, out, _ = run_script(capsys, "--config", str(path))
+    code, out, _err = run_script(capsys, "--config", str(path))
     assert code == 1
     assert out.startswith("dockyard-registry-gc: result=failed step=garbage-collect error=")
     assert "exited 3" in out and "boom" in out and "Traceback" not in out
@@ -539,7 +539,7 @@ def test_failure_inside_garbage_collect_restores_read_write(populated, fake_serv
 
 
 def test_sigterm_during_garbage_collect_restores_read_write(populated, fake_service, tmp_path, capsys):
-    registry, _, stray = populated
+    registry, _digests, stray = populated
     marker = tmp_path / "gc-started"
     binary = wrapper_binary(tmp_path, f"echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; exec sleep 60")
     path = write_config(tmp_path, registry, registry_binary=binary)
@@ -552,7 +552,7 @@ def test_sigterm_during_garbage_collect_restores_read_write(populated, fake_serv
 
     threading.Thread(target=terminate_when_started, daemon=True).start()
     started = time.monotonic()
-    code, out, _ = run_script(capsys, "--config", str(path), "--json")
+    code, out, _err = run_script(capsys, "--config", str(path), "--json")
     report = json.loads(out)
     assert code == 1 and report["step"] == "garbage-collect" and "SIGTERM" in report["error"]
     assert time.monotonic() - started < 45
@@ -563,7 +563,7 @@ def test_sigterm_during_garbage_collect_restores_read_write(populated, fake_serv
 def test_failed_read_write_restart_is_loud(populated, fake_service, tmp_path, capsys):
     registry = populated[0]
     fake_service.fail_restart_at = 2
-    code, out, _ = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
+    code, out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
     assert code == 1
     assert "step=restart-read-write" in out and "REGISTRY NOT RESTORED READ-WRITE" in out
     assert "systemctl restart docker-registry.service" in out
@@ -595,10 +595,10 @@ def test_probe_answers_and_times_out(registry, tmp_path):
 
 @pytest.mark.parametrize("down_at, step", [(1, "probe-read-only"), (2, "probe-read-write")])
 def test_registry_not_answering_fails_the_probe(populated, fake_service, tmp_path, capsys, down_at, step):
-    registry, _, stray = populated
+    registry, _digests, stray = populated
     fake_service.down_at = down_at
     path = write_config(tmp_path, registry, probe_timeout=2)
-    code, out, _ = run_script(capsys, "--config", str(path))
+    code, out, _err = run_script(capsys, "--config", str(path))
     assert code == 1 and f"step={step}" in out
     assert ("REGISTRY NOT RESTORED READ-WRITE" in out) == (step == "probe-read-write")
     assert len(fake_service.restarts) == 2

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """dockyard-registry-gc: collect the garbage of a Docker Distribution 2.8 registry, safely.
 
 lock -> dry run -> (refuse --delete-untagged while indexes exist) -> restart read-only
