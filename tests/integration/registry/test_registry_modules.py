@@ -322,3 +322,18 @@ def test_retention_playbook_rejects_a_policy_without_repository(registry: Regist
         "registry_retention_url": registry.url, "registry_retention_policies": [{"keep_last": 1}],
         "gc_marker": str(tmp_path / "m")})
     assert result.returncode != 0 and "registry_retention_policies to a list" in result.output
+
+
+def test_real_retention_playbook_with_the_real_gc_import(registry: Registry, images: Images, playbook: Run,
+                                                         tmp_path: pathlib.Path) -> None:
+    """playbooks/retention.yml as shipped (it imports the real gc.yml), GC switched off."""
+    if not (ROOT / "playbooks" / "gc.yml").exists():
+        pytest.skip("playbooks/gc.yml is not in the checkout yet")
+    for number, tag in enumerate(["old", "new"]):
+        images.push(registry, "img%d" % (number + 4), "pb/real", tag)
+    result = playbook(str(ROOT / "playbooks" / "retention.yml"), {
+        "registry_retention_url": registry.url, "registry_retention_run_gc": False,
+        "registry_retention_policies": [{"repository": "pb/real", "keep_patterns": ["new"]}]})
+    assert result.returncode == 0, result.output
+    assert "pb/real: deleted 1 tag(s): old" in result.output
+    assert registry.tags("pb/real") == ["new"]
