@@ -23,13 +23,6 @@ Loopback only; stops the registry and removes its storage when done.
 """
 from __future__ import annotations
 
-import os
-import sys
-
-# Other benchmarks here have stdlib-shadowing names (bench/token.py): keep this folder off sys.path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.dirname(os.path.abspath(__file__))]
-
-# pylint: disable=wrong-import-position
 import argparse
 import datetime
 import hashlib

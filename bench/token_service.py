@@ -10,7 +10,7 @@ a throwaway key and store holding one user hashed at the production bcrypt cost:
 
 Bounded (``--requests``/``--cold-requests``), stops by itself, prints one table.
 
-    /usr/bin/python3 bench/token.py [--workers 2] [--clients 8] [--requests 3000] [--cold-requests 60]
+    /usr/bin/python3 bench/token_service.py [--workers 2] [--clients 8] [--requests 3000] [--cold-requests 60]
 """
 from __future__ import annotations
 
