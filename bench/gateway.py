@@ -19,20 +19,12 @@ gateway/direct. Optionally (``--skopeo``) skopeo copies an image through the gat
 """
 from __future__ import annotations
 
-import os
-import sys
-
-# Run as a script, bench/ comes first on sys.path, and bench/token.py would shadow the
-# standard library's `token` module (imported by dataclasses): drop that entry.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or ".") != _HERE]
-
-# pylint: disable=wrong-import-position
 import argparse
 import base64
 import hashlib
 import http.client
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -40,6 +32,7 @@ import socket
 import ssl
 import statistics
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Callable
