@@ -1,4 +1,5 @@
-"""Helpers of the token stack on loopback: docker-registry 2.8 (auth: token) + the token service under gunicorn.
+"""Helpers of the token stack on loopback: docker-registry 2.8 (auth: token, notifications to the
+service's events listener) + the token service under gunicorn.
 
 The token service runs as the target host runs it: ``/usr/bin/python3 -m gunicorn`` on
 Debian's python3-gunicorn, python3-jwt, python3-cryptography and python3-bcrypt. Its
@@ -93,6 +94,8 @@ class Stack(t.NamedTuple):
     store_path: pathlib.Path
     audit_log: pathlib.Path
     workdir: pathlib.Path
+    events_url: str = ""  # http://127.0.0.1:PORT/events, the registry's notification endpoint
+    events_secret: str = ""
 
     def playbook(self, tasks: list, name: str = "play") -> dict:
         """Run tasks of the collection's modules on localhost; returns the registered results by task name."""

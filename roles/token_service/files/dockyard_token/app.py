@@ -1,15 +1,22 @@
 # Copyright: Dockyard developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The WSGI application: ``GET /auth/token`` of the Distribution token spec, and ``/healthz``.
+"""The WSGI application: ``GET /auth/token`` of the Distribution token spec, ``POST /events``
+for the registry's notifications, and ``/healthz``.
 
 A token's ``access`` is always what was asked intersected with what is granted: lack
 of rights gives an empty list, never an error. Wrong credentials give 401 with a Basic
-challenge, a malformed request 400, an unusable store 503. Every decision is written
-as one JSON line to the audit log (see audit.py).
+challenge, a malformed request 400, an unusable store 503. Every decision, and every
+event the registry notifies, is written as one JSON line to the audit log (see audit.py).
+
+The events listener is a TCP port on loopback (Distribution cannot post to a unix
+socket); it answers only ``/events`` and ``/healthz``, so local processes cannot reach
+``/auth/token`` past the gateway's rate limits or set its ``X-Real-IP``.
 """
 from __future__ import annotations
 
 import datetime
+import hmac
+import ipaddress
 import json
 import secrets
 import time
@@ -20,12 +27,17 @@ import jwt
 
 from .accounts import Authenticator, StoreUnavailable, StoreView
 from .audit import AuditLog, client_address
+from .events import EnvelopeError, audit_record, parse_envelope
 from .grants import ANONYMOUS
 from .keys import load_signing_key
 from .scopes import CredentialsError, RequestError, parse_basic, parse_scopes
 
 TOKEN_PATH = "/auth/token"
 HEALTH_PATH = "/healthz"
+EVENTS_PATH = "/events"
+EVENTS_MEDIA_TYPES = ("application/vnd.docker.distribution.events.v1+json", "application/json")
+MAX_EVENTS_BODY = 1024 * 1024
+MIN_EVENTS_SECRET = 16
 MAX_QUERY_LENGTH = 16384
 MAX_QUERY_FIELDS = 64
 
@@ -42,6 +54,8 @@ class Config(t.NamedTuple):
     audit_log: str = ""
     audit_stdout: bool = True
     x5c: bool = False
+    events_secret_file: str = ""
+    events_listen: str = ""
 
     @classmethod
     def from_file(cls, path: str) -> "Config":
@@ -53,7 +67,34 @@ class Config(t.NamedTuple):
         config = cls(**data)
         if not 30 <= int(config.lifetime) <= 86400:
             raise ValueError("%s: lifetime must be 30-86400 seconds" % path)
+        if config.events_listen:
+            parse_listen(config.events_listen)
         return config
+
+
+def parse_listen(value: str) -> tuple:
+    """``IPv4:PORT`` or ``[IPv6]:PORT`` (the events listener) as (ip_address, port)."""
+    host, _sep, port = value.rpartition(":")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+        number = int(port)
+    except ValueError:
+        raise ValueError("events_listen must be IPv4:PORT or [IPv6]:PORT, not %r" % value) from None
+    if not 0 < number < 65536 or (address.version == 6) != host.startswith("["):
+        raise ValueError("events_listen must be IPv4:PORT or [IPv6]:PORT, not %r" % value)
+    return address, number
+
+
+def read_secret(path: str) -> bytes:
+    """The shared secret the registry sends as ``Authorization: Bearer SECRET``."""
+    try:
+        with open(path, "rb") as handle:
+            secret = handle.read(4096).strip()
+    except OSError as exc:
+        raise ValueError("cannot read the events secret: %s" % exc) from None
+    if len(secret) < MIN_EVENTS_SECRET:
+        raise ValueError("%s: the events secret must have at least %d characters" % (path, MIN_EVENTS_SECRET))
+    return secret
 
 
 def _json(status: str, body: dict, extra: t.Iterable = ()) -> tuple:
@@ -68,6 +109,12 @@ def _error(status: str, code: str, message: str, extra: t.Iterable = ()) -> tupl
     return _json(status, {"errors": [{"code": code, "message": message}]}, extra)
 
 
+class _Refused(Exception):
+    def __init__(self, status: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 class TokenService:
     def __init__(self, config: Config, audit: t.Optional[AuditLog] = None) -> None:
         self.config = config
@@ -78,6 +125,8 @@ class TokenService:
         self.headers = {"kid": self.key.key_id}
         if config.x5c:
             self.headers["x5c"] = [self.key.certificate_der_b64]
+        self.events_secret = read_secret(config.events_secret_file) if config.events_secret_file else None
+        self.events_address = parse_listen(config.events_listen) if config.events_listen else None
 
     def __call__(self, environ: dict, start_response: t.Callable) -> list:
         try:
@@ -95,11 +144,65 @@ class TokenService:
         method = environ.get("REQUEST_METHOD", "GET")
         if path == HEALTH_PATH:
             return _json("200 OK", {"status": "ok"})
-        if path != TOKEN_PATH:
+        if path == EVENTS_PATH and self.events_secret is not None:
+            if method != "POST":
+                return _error("405 Method Not Allowed", "UNSUPPORTED", "use POST", [("Allow", "POST")])
+            return self.events(environ)
+        if path != TOKEN_PATH or self.on_events_listener(environ):
             return _error("404 Not Found", "NOT_FOUND", "not found")
         if method != "GET":
             return _error("405 Method Not Allowed", "UNSUPPORTED", "use GET", [("Allow", "GET")])
         return self.token(environ)
+
+    def on_events_listener(self, environ: dict) -> bool:
+        sock = environ.get("gunicorn.socket")
+        if self.events_address is None or sock is None:
+            return False
+        try:
+            local = sock.getsockname()
+            return isinstance(local, tuple) and (ipaddress.ip_address(local[0]), local[1]) == self.events_address
+        except (OSError, ValueError):
+            return True
+
+    def events(self, environ: dict) -> tuple:
+        """Distribution's notification envelope: one audit line per event, 200 once written."""
+        rejected = {"event": "notification", "client_ip": environ.get("REMOTE_ADDR") or "unknown"}
+        scheme, _sep, given = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+        # Compared even when the scheme is wrong, so the time taken tells nothing.
+        authorized = hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), self.events_secret)
+        if not (authorized and scheme.lower() == "bearer"):
+            self.audit.write(dict(rejected, result="unauthorized", reason="wrong or missing secret"))
+            return _error("401 Unauthorized", "UNAUTHORIZED", "authentication required",
+                          [("WWW-Authenticate", 'Bearer realm="dockyard-events"')])
+        try:
+            body = self._events_body(environ)
+            events = parse_envelope(body)
+        except _Refused as exc:
+            self.audit.write(dict(rejected, result="bad_request", reason=exc.message))
+            return _error(exc.status, exc.code, exc.message)
+        except EnvelopeError as exc:
+            self.audit.write(dict(rejected, result="bad_request", reason=str(exc)))
+            return _error("400 Bad Request", "INVALID_REQUEST", str(exc))
+        for event in events:
+            self.audit.write(audit_record(event))
+        return _json("200 OK", {"accepted": len(events)})
+
+    @staticmethod
+    def _events_body(environ: dict) -> bytes:
+        media_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if media_type not in EVENTS_MEDIA_TYPES:
+            raise _Refused("415 Unsupported Media Type", "UNSUPPORTED", "send %s" % EVENTS_MEDIA_TYPES[0])
+        length = environ.get("CONTENT_LENGTH", "")
+        if length:
+            if not (length.isascii() and length.isdigit()):
+                raise _Refused("400 Bad Request", "INVALID_REQUEST", "bad Content-Length")
+            if len(length) > 9 or int(length) > MAX_EVENTS_BODY:
+                raise _Refused("413 Content Too Large", "TOO_LARGE", "body over %d bytes" % MAX_EVENTS_BODY)
+        stream = environ.get("wsgi.input")
+        body = stream.read(int(length) if length else MAX_EVENTS_BODY + 1) if stream is not None else b""
+        if len(body) > MAX_EVENTS_BODY:
+            raise _Refused("413 Content Too Large", "TOO_LARGE", "body over %d bytes" % MAX_EVENTS_BODY)
+        return body
 
     def token(self, environ: dict) -> tuple:
         started = time.monotonic()

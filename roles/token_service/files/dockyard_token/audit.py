@@ -1,12 +1,15 @@
 # Copyright: Dockyard developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One JSON line per token decision, to stdout (the journal) and/or an append-only file.
+"""One JSON line per token decision and per registry event, to stdout (the journal) and/or
+an append-only file.
 
-Line format (docs/token-auth.md): ``time`` (UTC, RFC 3339 with milliseconds), ``event``
+Token lines (docs/token-auth.md): ``time`` (UTC, RFC 3339 with milliseconds), ``event``
 ("token"), ``result`` (issued | unauthorized | bad_request | error), ``subject``
 (anonymous, user:NAME, robot:NAME; null when unauthenticated), ``account`` (the name
 presented, if any), ``client_ip``, ``requested`` and ``granted`` (scope strings),
-``reason``, ``cached`` (credentials from the cache), ``jti``, ``ms``.
+``reason``, ``cached`` (credentials from the cache), ``jti``, ``ms``. Registry events
+(``event``: "registry") are built in events.py; refused notifications are ``event``:
+"notification" with a ``result`` and ``reason``.
 """
 from __future__ import annotations
 
