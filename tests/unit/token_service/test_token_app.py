@@ -172,3 +172,12 @@ def test_8k_queries_answer_fast(app, blob):
         started = time.perf_counter()
         assert call(app, query_string)[0] in (200, 400)
         assert time.perf_counter() - started < 0.05
+
+
+def test_an_unwritable_audit_file_does_not_refuse_tokens(config, tmp_path, capsys):
+    from dockyard_token.audit import AuditLog
+    app = TokenService(config, AuditLog(str(tmp_path / "missing-directory" / "audit.jsonl"), stdout=True))
+    status, _headers, body = call(app, query("repository:team-a/app:pull"), basic("alice", "alice-pw"))
+    assert status == 200 and body["token"]
+    captured = capsys.readouterr()
+    assert "not written" in captured.err and '"result": "issued"' in captured.out

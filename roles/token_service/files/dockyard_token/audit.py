@@ -61,8 +61,13 @@ class AuditLog:
         if self.path:
             # Opened per line with O_APPEND: one write() per line keeps lines whole across
             # workers, and logrotate needs neither copytruncate nor a signal.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            # A full or unwritable disk must not refuse tokens: the line is in the journal.
             try:
-                os.write(fd, line.encode("utf-8"))
-            finally:
-                os.close(fd)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                try:
+                    os.write(fd, line.encode("utf-8"))
+                finally:
+                    os.close(fd)
+            except OSError as error:
+                sys.stderr.write(f"dockyard-token: audit log {self.path} not written: {error}\n")
+                sys.stderr.flush()
