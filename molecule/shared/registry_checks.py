@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
-
-import pytest
+import subprocess
 
 REGISTRY = "registry.dockyard.test"
 PUSHER = ("dockyard", "molecule-push-secret")
@@ -62,6 +63,25 @@ class Instance:
         return int(self.run(f"systemctl show -p MainPID --value {unit}").stdout.strip())
 
 
-@pytest.fixture
-def instance(host):
-    return Instance(host)
+def playbook(*arguments: str) -> subprocess.CompletedProcess:
+    """Run a playbook from the controller against the scenario's inventory."""
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(project, ".build", "collections"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+def recap(output: str) -> dict[str, int]:
+    """The PLAY RECAP counters of the instance."""
+    line = re.search(r"^dockyard-\S+\s+:\s+(.*)$", output, re.MULTILINE)
+    assert line, output[-2000:]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line.group(1))}
+
+
+def assert_check_mode_changes_nothing(secret: str) -> None:
+    result = playbook("--check", "--diff", "-e", "dockyard_hosts=registry", "dockyard.registry.site")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    counts = recap(result.stdout)
+    assert counts["changed"] == 0 and counts["failed"] == 0, result.stdout[-3000:]
+    assert secret not in result.stdout + result.stderr

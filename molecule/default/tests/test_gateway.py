@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import PUSHER, READER, REGISTRY
+from registry_checks import PUSHER, READER, REGISTRY
 
 
 @pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
@@ -103,10 +103,10 @@ def test_manifests_tag_lists_and_errors_are_never_cached(instance):
 
 def test_audit_log_records_user_repository_and_status(instance):
     instance.push_image("audit/trail:7", seed="audit")
-    lines = instance.run("grep -F '\"repository\":\"audit/trail\"' /var/log/dockyard/gateway-access.log").stdout
+    lines = instance.run("grep -F '\"repository\":\"audit/trail\"' /var/log/dockyard/gateway/access.log").stdout
     entries = [json.loads(line) for line in lines.splitlines()]
     pushes = [e for e in entries if e["method"] == "PUT" and e["reference"] == "7"]
     assert pushes and pushes[-1]["user"] == PUSHER[0] and pushes[-1]["status"] == 201
     assert all(e["request_id"] and e["client"] == "127.0.0.1" for e in entries)
-    assert PUSHER[1] not in instance.run("cat /var/log/dockyard/gateway-access.log /var/log/nginx/error.log").stdout
+    assert PUSHER[1] not in instance.run("cat /var/log/dockyard/gateway/access.log /var/log/nginx/error.log").stdout
     instance.run("logrotate -d /etc/logrotate.d/dockyard-gateway")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import PUSHER, READER, REGISTRY, STORE
+from registry_checks import PUSHER, READER, REGISTRY, STORE
 
 GC = "/usr/local/sbin/dockyard-registry-gc"
 PROBE_CONFIG = "/etc/dockyard/registry-gc-probe.json"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import PUSHER, READER, REGISTRY
+from registry_checks import PUSHER, READER, REGISTRY
 
 
 def test_push_and_pull_an_image_with_a_64_mib_layer(instance):

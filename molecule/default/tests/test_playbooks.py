@@ -1,32 +1,11 @@
 """The playbooks as operators run them, from the controller against the converged instance."""
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-
-PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-
-
-def playbook(*arguments: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(PROJECT, ".build", "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *arguments]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-
-
-def recap(output: str) -> dict[str, int]:
-    line = re.search(r"^dockyard-default\s+:\s+(.*)$", output, re.MULTILINE)
-    assert line, output[-2000:]
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line.group(1))}
+from registry_checks import PUSHER, assert_check_mode_changes_nothing, playbook, recap
 
 
 def test_check_mode_on_a_converged_host_changes_nothing():
-    result = playbook("--check", "--diff", "-e", "dockyard_hosts=registry", "dockyard.registry.site")
-    assert result.returncode == 0, result.stdout[-3000:]
-    counts = recap(result.stdout)
-    assert counts["changed"] == 0 and counts["failed"] == 0, result.stdout[-3000:]
-    assert "molecule-push-secret" not in result.stdout
+    assert_check_mode_changes_nothing(PUSHER[1])
 
 
 def test_gc_playbook_runs_the_safe_collection_and_reports():

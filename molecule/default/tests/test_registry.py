@@ -74,7 +74,7 @@ def test_packaged_config_is_replaced(instance):
 def test_kernel_and_session_limits_are_dropped_in(host):
     sysctl = host.file("/etc/sysctl.d/60-dockyard.conf").content_string
     assert "net.core.somaxconn = 4096" in sysctl and "fs.file-max = 2097152" in sysctl
-    assert "nofile 65536" in host.file("/etc/security/limits.d/60-dockyard.conf").content_string
+    assert "nofile 16384" in host.file("/etc/security/limits.d/60-dockyard.conf").content_string
 
 
 def test_garbage_collection_is_scheduled(host):
