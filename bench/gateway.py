@@ -275,7 +275,7 @@ def skopeo_round(number: int, password: str, ca_dir: str, layout: str) -> dict[s
     base = ["skopeo", "copy", "-q", "--retry-times", "0"]
     size = sum(entry.stat().st_size for entry in pathlib.Path(layout, "blobs", "sha256").iterdir()) / MB
     rates = {"skopeo push": size / timed(lambda: run([*base, "--dest-cert-dir", ca_dir, "--dest-creds", creds,
-                                                         f"oci:{layout}:1", target]))}
+                                                      f"oci:{layout}:1", target]))}
     purge_blob_cache()
     for phase in ("cold", "cached"):
         pulled = f"{WORKDIR}/skopeo-pulled"

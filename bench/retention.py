@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark the registry modules on a repository with 10,000 tags over a few hundred digests.
 
 Starts a throwaway ``docker-registry`` on 127.0.0.1 (temporary storage, deletes
@@ -127,7 +126,7 @@ def measure(label: str, url: str, tags: int, action) -> dict:
     row = {"run": label, "seconds": round(elapsed, 2), "requests": transport.requests,
            "requests_per_tag": round(transport.requests / tags, 4)}
     print("%-34s %8.2f s %8d requests %8.4f requests/tag" % (label, elapsed, transport.requests,
-                                                                transport.requests / tags))
+                                                             transport.requests / tags))
     return {"row": row, "result": result}
 
 

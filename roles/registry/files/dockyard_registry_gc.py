@@ -406,7 +406,6 @@ def collect(config: dict, delete_untagged: bool, service) -> dict:
             "bytes_freed": None if before is None else before - after}
 
 
-
 def main_sequence(config: dict, dry_run: bool, delete_untagged: bool, started: float) -> dict:
     service = SystemdService(config["service"])
     if delete_untagged:

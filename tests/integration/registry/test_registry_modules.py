@@ -119,7 +119,7 @@ def test_retention_check_mode_then_real_run_then_idempotent_then_gc(
 
     # Garbage-collect with the registry stopped, then every kept tag must still pull intact
     kept_layers = json.loads(registry.get("/v2/ret/app/manifests/" + retention_repo["v2"],
-                                             "application/vnd.oci.image.manifest.v1+json")[2])["layers"]
+                                          "application/vnd.oci.image.manifest.v1+json")[2])["layers"]
     registry.stop()
     try:
         report = registry.garbage_collect()

@@ -17,8 +17,6 @@ import typing as t
 import urllib.error
 import urllib.parse
 
-
-
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.auth import Authenticator
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.client import RegistryClient
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.transport import Transport
