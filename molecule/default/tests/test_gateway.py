@@ -44,18 +44,18 @@ def test_certificate_names_the_registry_and_lives_at_most_366_days(instance):
 
 def test_every_response_carries_hsts_and_no_version(instance):
     for path, creds in (("/v2/", None), ("/v2/", READER), ("/", None), ("/v2/nope/manifests/x", READER)):
-        _, headers, _ = instance.http(path, creds=creds)
+        _status, headers, _size = instance.http(path, creds=creds)
         assert headers.get("strict-transport-security") == "max-age=63072000", (path, headers)
         assert headers.get("server") == "nginx"
 
 
 def test_anonymous_and_wrong_password_get_401_with_registry_headers(instance):
     for creds in (None, (PUSHER[0], "wrong-password"), ("nobody", "whatever-password")):
-        status, headers, _ = instance.http("/v2/", creds=creds)
+        status, headers, _size = instance.http("/v2/", creds=creds)
         assert status == 401
         assert headers["www-authenticate"].startswith("Basic ")
         assert headers["docker-distribution-api-version"] == "registry/2.0"
-    status, _, _ = instance.http("/v2/", creds=READER)
+    status, _headers, _size = instance.http("/v2/", creds=READER)
     assert status == 200 and instance.body().strip() == "{}"
 
 
@@ -82,9 +82,9 @@ def _blob_path(instance, reference: str) -> str:
 def test_blob_cache_serves_hits_only_after_authentication(instance):
     instance.push_image("cache/probe:1", seed="cache-probe")
     path = _blob_path(instance, "cache/probe:1")
-    statuses = [instance.http(path, creds=READER)[1].get("x-cache-status") for _ in range(2)]
+    statuses = [instance.http(path, creds=READER)[1].get("x-cache-status") for _attempt in range(2)]
     assert statuses[-1] == "HIT", statuses
-    _, _, size = instance.http(path, creds=READER)
+    _status, _headers, size = instance.http(path, creds=READER)
     for creds in (None, (READER[0], "wrong-password")):
         status, headers, leaked = instance.http(path, creds=creds)
         assert status == 401
@@ -96,8 +96,8 @@ def test_manifests_tag_lists_and_errors_are_never_cached(instance):
     instance.push_image("cache/manifest:1", seed="cache-manifest")
     for path in ("/v2/cache/manifest/manifests/1", "/v2/cache/manifest/tags/list", "/v2/_catalog",
                  "/v2/cache/manifest/blobs/sha256:" + "0" * 64):
-        for _ in range(2):
-            _, headers, _ = instance.http(path, creds=READER)
+        for _attempt in range(2):
+            _status, headers, _size = instance.http(path, creds=READER)
             assert headers.get("x-cache-status") in (None, "MISS"), (path, headers)
 
 

@@ -39,12 +39,12 @@ def upload_stray_blob(instance, repository: str) -> str:
     """A blob pushed without any manifest: nothing references it."""
     instance.run("head -c 3000000 /dev/urandom > /tmp/stray.bin")
     digest = "sha256:" + instance.run("sha256sum /tmp/stray.bin").stdout.split()[0]
-    status, headers, _ = instance.http(f"/v2/{repository}/blobs/uploads/", method="POST", creds=PUSHER)
+    status, headers, _size = instance.http(f"/v2/{repository}/blobs/uploads/", method="POST", creds=PUSHER)
     assert status == 202
     location = headers["location"].replace(f"https://{REGISTRY}", "")
     separator = "&" if "?" in location else "?"
-    status, _, _ = instance.http(f"{location}{separator}digest={digest}", method="PUT", creds=PUSHER,
-                                 extra="-H 'Content-Type: application/octet-stream' --data-binary @/tmp/stray.bin")
+    status, _headers, _size = instance.http(f"{location}{separator}digest={digest}", method="PUT", creds=PUSHER,
+                                            extra="-H 'Content-Type: application/octet-stream' --data-binary @/tmp/stray.bin")
     assert status == 201
     return digest
 
@@ -89,7 +89,7 @@ def test_gc_frees_unreferenced_blobs_and_keeps_tagged_images(instance, probe_con
 def test_gc_with_nothing_to_collect_restarts_nothing(instance):
     run_gc(instance)
     pid = instance.main_pid("docker-registry")
-    _, report = run_gc(instance)
+    _result, report = run_gc(instance)
     assert report["changed"] is False and report["result"] == "ok"
     assert instance.main_pid("docker-registry") == pid
 
@@ -100,7 +100,7 @@ def test_delete_untagged_is_refused_while_the_store_holds_an_index(instance):
     instance.run(f"skopeo copy -q --all --dest-creds {':'.join(PUSHER)} oci:{layout}:multi docker://{REGISTRY}/gc/index:multi")
     stray = upload_stray_blob(instance, "gc/index")
     pid = instance.main_pid("docker-registry")
-    result, _ = run_gc(instance, "--delete-untagged", ok=False)
+    result, _report = run_gc(instance, "--delete-untagged", ok=False)
     assert result.rc == 1
     assert "index" in (result.stdout + result.stderr).lower()
     assert instance.host.file(blob_file(stray)).exists

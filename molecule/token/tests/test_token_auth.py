@@ -68,7 +68,7 @@ def app_image(host):
 
 
 def test_registry_sends_a_bearer_challenge(instance):
-    status, headers, _ = instance.http("/v2/")
+    status, headers, _size = instance.http("/v2/")
     assert status == 401
     assert headers["www-authenticate"] == (f'Bearer realm="https://{REGISTRY}/auth/token",'
                                            f'service="{REGISTRY}"')
@@ -82,7 +82,7 @@ def test_anonymous_clients_get_nothing(instance, app_image):
 
 
 def test_wrong_password_gets_401_from_the_token_service(instance):
-    status, _ = token(instance, (ALICE[0], "wrong-password"), "repository:team-a/app:pull")
+    status, _body = token(instance, (ALICE[0], "wrong-password"), "repository:team-a/app:pull")
     assert status == 401
 
 
@@ -120,7 +120,7 @@ def test_only_the_admin_lists_the_catalog(instance, app_image):
 
 def test_a_token_for_one_repository_does_not_open_another(instance, app_image):
     assert copy(instance, ADMIN, "team-b/other:1", "team-b-other").rc == 0
-    _, body = token(instance, ALICE, "repository:team-a/app:pull")
+    _status, body = token(instance, ALICE, "repository:team-a/app:pull")
     assert bearer(instance, "/v2/team-a/app/manifests/1", body["token"], "HEAD") == 200
     assert bearer(instance, "/v2/team-b/other/manifests/1", body["token"], "HEAD") == 401
 
@@ -180,7 +180,7 @@ elif case == "stranger-key":
 else:
     print(jwt.encode(claims, key, algorithm="ES256", headers={"kid": header["kid"]}))
 '''
-    _, body = token(instance, ADMIN, "repository:team-a/app:pull")
+    _status, body = token(instance, ADMIN, "repository:team-a/app:pull")
     instance.run(f"cat > /tmp/forge.py <<'EOF'\n{script}\nEOF")
     return instance.run(f"python3 /tmp/forge.py {case} {body['token']}").stdout.strip()
 
@@ -200,17 +200,17 @@ def test_cached_blobs_are_served_only_to_clients_the_registry_authorises(instanc
     manifest = json.loads(instance.run(f"skopeo inspect --raw --creds {':'.join(ADMIN)} "
                                        f"docker://{REGISTRY}/{app_image}").stdout)
     path = f"/v2/team-a/app/blobs/{manifest['layers'][0]['digest']}"
-    _, body = token(instance, robot("robot$deploy"), "repository:team-a/app:pull")
+    _status, body = token(instance, robot("robot$deploy"), "repository:team-a/app:pull")
     allowed = f"-H 'Authorization: Bearer {body['token']}'"
-    statuses = [instance.http(path, extra=allowed)[1].get("x-cache-status") for _ in range(2)]
+    statuses = [instance.http(path, extra=allowed)[1].get("x-cache-status") for _attempt in range(2)]
     assert statuses[-1] == "HIT"
     status, headers, size = instance.http(path)
     assert status == 401 and size < 1024 and "Bearer" in headers["www-authenticate"]
-    _, body = token(instance, BOB, "repository:team-a/app:pull")
-    status, _, size = instance.http(path, extra=f"-H 'Authorization: Bearer {body['token']}'")
+    _status, body = token(instance, BOB, "repository:team-a/app:pull")
+    status, _headers, size = instance.http(path, extra=f"-H 'Authorization: Bearer {body['token']}'")
     assert status == 401 and size < 1024
     missing = "/v2/team-a/app/blobs/sha256:" + "0" * 64
-    _, body = token(instance, robot("robot$deploy"), "repository:team-a/app:pull")
+    _status, body = token(instance, robot("robot$deploy"), "repository:team-a/app:pull")
     assert instance.http(missing, extra=f"-H 'Authorization: Bearer {body['token']}'")[0] == 404
 
 
