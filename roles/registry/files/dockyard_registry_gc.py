@@ -110,7 +110,7 @@ def parse_gc_output(text: str) -> dict:
 
 
 def blob_path(storage_root: str, digest: str) -> str:
-    algorithm, _, hexdigest = digest.partition(":")
+    algorithm, _separator, hexdigest = digest.partition(":")
     if algorithm != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", hexdigest):
         raise ValueError(f"unexpected digest {digest!r}")
     return os.path.join(storage_root, *V2, "blobs", "sha256", hexdigest[:2], hexdigest, "data")
@@ -129,7 +129,7 @@ def find_indexes(storage_root: str) -> list[str]:
     """`repo@digest` of every image index / manifest list stored under storage_root."""
     repositories = os.path.join(storage_root, *V2, "repositories")
     found = []
-    for dirpath, dirnames, _ in os.walk(repositories, onerror=_raise):
+    for dirpath, dirnames, _filenames in os.walk(repositories, onerror=_raise):
         if "_manifests" in dirnames:
             repo = os.path.relpath(dirpath, repositories)
             revisions = os.path.join(dirpath, "_manifests", "revisions", "sha256")
@@ -165,7 +165,7 @@ def _read_manifest(storage_root: str, digest: str) -> object:
 
 def tree_size(path: str) -> int:
     total = 0
-    for dirpath, _, filenames in os.walk(path, onerror=_raise):
+    for dirpath, _dirnames, filenames in os.walk(path, onerror=_raise):
         for name in filenames:
             total += os.lstat(os.path.join(dirpath, name)).st_size
     return total
@@ -213,7 +213,7 @@ class SystemdService:
 def run(argv: list[str]) -> str:
     command = " ".join(argv)
     try:
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     except OSError as exc:
         raise RuntimeError(f"cannot run {command}: {exc}") from None
     if result.returncode != 0:
