@@ -98,7 +98,7 @@ class ForwardHandler(socketserver.BaseRequestHandler):
         peers = {self.request: upstream, upstream: self.request}
         with upstream:
             while True:
-                readable, _, _ = select.select(list(peers), [], [], 60)
+                readable, _writable, _exceptional = select.select(list(peers), [], [], 60)
                 if not readable:
                     return
                 for sock in readable:
@@ -300,7 +300,7 @@ class FakeService:
                 if line.startswith("Environment="):
                     # systemd unquotes Environment= values much like a POSIX shell does.
                     for word in shlex.split(line[len("Environment="):]):
-                        key, _, value = word.partition("=")
+                        key, _equals, value = word.partition("=")
                         env[key] = value
         return env
 

@@ -150,7 +150,7 @@ class FakeRegistry:
         rest = path[len("/v2/"):]
         for kind in ("/tags/list", "/manifests/", "/blobs/uploads/", "/blobs/"):
             if kind in rest:
-                repository, _, reference = rest.partition(kind)
+                repository, _kind, reference = rest.partition(kind)
                 break
         else:
             return self.error(404, "NOT_FOUND")
