@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 venv=${VENV:-.venv}
 apt_packages=(docker.io debootstrap docker-registry nginx-light skopeo python3-venv python3-bcrypt
-              python3-jwt python3-cryptography python3-gunicorn openssl curl git rsync)
+              python3-jwt python3-cryptography python3-gunicorn openssl curl git rsync
+              shellcheck logrotate)
 
 missing=()
 for package in "${apt_packages[@]}"; do

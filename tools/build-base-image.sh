@@ -33,6 +33,9 @@ chroot "$root" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-g
 # systemd in a container: no getty, no udev triggers waiting on devices.
 rm -f "$root"/etc/systemd/system/getty.target.wants/* \
       "$root"/lib/systemd/system/multi-user.target.wants/getty.target
+# The container's root is overlayfs, on which podman's overlay driver cannot stack.
+printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' \
+    >"$root/etc/containers/storage.conf"
 # podman's boot-time units fail without a user session and leave systemd "degraded".
 chroot "$root" systemctl mask podman-auto-update.service podman-restart.service >/dev/null 2>&1
 chroot "$root" apt-get clean

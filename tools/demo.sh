@@ -91,9 +91,11 @@ converge() {
 # pulls it back; fails unless the registry returns the same manifest digest.
 push_and_pull_sample() {
     say "pushing and pulling the sample image $name/$sample"
-    local layout digest pulled
-    layout=$(mktemp -d /var/tmp/dockyard-demo-image.XXXXXX)
-    trap "rm -rf '$layout'" EXIT
+    local digest pulled
+    # Global, not local: the EXIT trap runs after this function has returned.
+    sample_layout=$(mktemp -d /var/tmp/dockyard-demo-image.XXXXXX)
+    trap 'rm -rf "$sample_layout"' EXIT
+    local layout=$sample_layout
     digest=$("$venv/bin/python" tools/oci_image.py "$layout/image" --tag 1.0 --layers 2 --layer-size 1M --seed demo)
     in_demo rm -rf /root/demo-image /root/demo-pulled
     docker cp -q "$layout/image" "$container:/root/demo-image"

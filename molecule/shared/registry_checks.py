@@ -83,5 +83,16 @@ def assert_check_mode_changes_nothing(secret: str) -> None:
     result = playbook("--check", "--diff", "-e", "dockyard_hosts=registry", "dockyard.registry.site")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     counts = recap(result.stdout)
-    assert counts["changed"] == 0 and counts["failed"] == 0, result.stdout[-3000:]
+    assert counts["changed"] == 0 and counts["failed"] == 0, changed_tasks(result.stdout)
     assert secret not in result.stdout + result.stderr
+
+
+def changed_tasks(output: str) -> list[str]:
+    """The tasks that reported a change, with the lines that say so."""
+    found, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed:") or line.startswith("fatal:"):
+            found.append(f"{task} {line}")
+    return found
