@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
-SCENARIOS ?= default
+SCENARIOS ?= default token
 
 .PHONY: demo demo-destroy bootstrap test lint sanity unit integration molecule bench build
 
