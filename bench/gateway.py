@@ -1,19 +1,24 @@
-"""Push and pull throughput of the gateway (nginx, TLS, Basic auth, blob cache) against the registry.
+"""Push and pull throughput of the gateway (nginx, TLS, auth, blob cache) against the registry.
 
 Runs on the demo host made by ``make demo``: this script copies itself into the
 ``dockyard-demo`` container and measures there (``docker exec``), so every byte stays
 inside the container. One image (``--layers`` random blobs of ``--layer-size``) is pushed
 and pulled by the same small Registry API v2 client, side by side, in each round:
 
-* direct: HTTP over the registry's unix socket (/run/docker-registry/registry.sock), as root;
-* gateway: https://registry.dockyard.local (TLS checked against the demo CA, Basic auth);
-  pulled twice, with the blob cache purged first (cold) and then again (cached).
+* direct: HTTP over the registry's unix socket (/run/docker-registry/registry.sock), as root
+  (in token mode the registry itself asks for a token, which the client gets as below);
+* gateway: https://registry.dockyard.local (TLS checked against the demo CA) as the user
+  ``demo``; pulled twice, with the blob cache purged first (cold) and then again (cached).
+  The client answers the gateway's 401: a ``Basic`` challenge (htpasswd mode) with the
+  password, a ``Bearer`` challenge (token mode) with a token from the challenge's realm,
+  asked for with the password and cached per scope; then it retries the request once.
 
 A push is a monolithic upload of every blob (POST, then PUT with the digest) and a manifest
 PUT; a pull is the manifest GET and every blob GET, bodies read to the end. Each round
 uses new blobs, and the order of direct and gateway alternates between rounds. The table
 gives the median MB/s (MB = 10^6 bytes of blob payload) over the rounds and the ratio
-gateway/direct. Optionally (``--skopeo``) skopeo copies an image through the gateway too.
+gateway/direct, and how many challenges and token requests each client had.
+Optionally (``--skopeo``) skopeo copies an image through the gateway too.
 
     .venv/bin/python bench/gateway.py [--rounds 3] [--layers 3] [--layer-size 32M] [--skopeo]
 """
@@ -118,25 +123,107 @@ def random_image(layers: int, layer_size: int) -> Image:
     return Image(Blob(json.dumps(config, sort_keys=True).encode(), OCI_CONFIG), blobs)
 
 
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """The scheme (lower case) and the parameters of a WWW-Authenticate header."""
+    scheme, _space, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+@dataclass
+class Token:
+    """A Bearer token and when (time.monotonic()) to stop using it."""
+
+    value: str
+    expires: float
+
+
+class Credentials:
+    """Answers a registry's or gateway's challenges as one user: Basic with the password, or Bearer with
+    a token from the challenge's realm, asked for with the password (Distribution's token
+    auth) and cached per scope until shortly before it expires."""
+
+    def __init__(self, user: str, password: str, context: ssl.SSLContext) -> None:
+        self.basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.context = context
+        self.tokens: dict[str, Token] = {}
+        self.scheme = ""
+        self.challenges = 0
+        self.token_seconds: list[float] = []
+
+    def preemptive(self) -> str | None:
+        """What a new connection sends before any challenge: Basic once the gateway asked for it."""
+        return self.basic if self.scheme == "basic" else None
+
+    def answer(self, challenge: str, rejected: str | None) -> str:
+        """The Authorization header for a 401's challenge; `rejected` is what that request sent."""
+        self.challenges += 1
+        self.scheme, params = parse_challenge(challenge)
+        if self.scheme == "basic":
+            return self.basic
+        if self.scheme != "bearer" or "realm" not in params:
+            raise BenchError(f"unexpected challenge {challenge!r}")
+        return "Bearer " + self.token(params, rejected)
+
+    def token(self, params: dict[str, str], rejected: str | None) -> str:
+        scope = params.get("scope", "")
+        cached = self.tokens.get(scope)
+        if cached and cached.expires > time.monotonic() and "Bearer " + cached.value != rejected:
+            return cached.value
+        self.tokens[scope] = self.fetch_token(params["realm"], params.get("service", ""), scope)
+        return self.tokens[scope].value
+
+    def fetch_token(self, realm: str, service: str, scope: str) -> Token:
+        """GET the realm with the Basic credentials, over TLS checked like the gateway's."""
+        url = urllib.parse.urlsplit(realm)
+        if url.scheme != "https" or not url.hostname:
+            raise BenchError(f"token realm {realm!r} is not an https URL")
+        query = [("service", service)] if service else []
+        query += [("scope", item) for item in scope.split()]
+        path = f"{url.path}?{'&'.join(filter(None, [url.query, urllib.parse.urlencode(query)]))}"
+        conn = http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=TIMEOUT, context=self.context)
+        started = time.perf_counter()
+        try:
+            conn.request("GET", path, headers={"Authorization": self.basic})
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        self.token_seconds.append(time.perf_counter() - started)
+        if response.status != 200:
+            raise BenchError(f"token request for {scope or 'no scope'} answered {response.status} {response.reason}")
+        answer = json.loads(body)
+        value = answer.get("token") or answer.get("access_token")
+        if not value:
+            raise BenchError(f"token response for {scope or 'no scope'} holds no token")
+        lifetime = int(answer.get("expires_in") or 60)
+        return Token(value, time.monotonic() + max(lifetime - 10, 0))
+
+    def counts(self) -> dict[str, object]:
+        return {"scheme": self.scheme, "challenges": self.challenges, "token_requests": len(self.token_seconds),
+                "token_ms": [seconds * 1000 for seconds in self.token_seconds]}
+
+
 @dataclass
 class Endpoint:
-    """How to reach one registry: a connection factory and the headers of every request."""
+    """How to reach one registry: a connection factory, the headers of every request and,
+    when it asks for them, the credentials that answer its challenges."""
 
     name: str
     connect: Callable[[], http.client.HTTPConnection]
     headers: dict[str, str]
+    credentials: Credentials | None = None
 
 
-def direct_endpoint() -> Endpoint:
-    return Endpoint("direct", lambda: UnixHTTPConnection(SOCKET), {"Host": "localhost"})
+def direct_endpoint(credentials: Credentials) -> Endpoint:
+    """The registry's unix socket. In token mode the registry itself asks for a token (from
+    the gateway's realm); with htpasswd it asks for nothing and the credentials stay unused."""
+    return Endpoint("direct", lambda: UnixHTTPConnection(SOCKET), {"Host": "localhost"}, credentials)
 
 
-def gateway_endpoint(password: str, ca_file: str) -> Endpoint:
-    context = ssl.create_default_context(cafile=ca_file)
-    token = base64.b64encode(f"{USER}:{password}".encode()).decode()
+def gateway_endpoint(context: ssl.SSLContext, credentials: Credentials) -> Endpoint:
     return Endpoint("gateway",
                     lambda: http.client.HTTPSConnection(SERVER_NAME, 443, timeout=TIMEOUT, context=context),
-                    {"Host": SERVER_NAME, "Authorization": "Basic " + token})
+                    {"Host": SERVER_NAME}, credentials)
 
 
 class Session:
@@ -147,14 +234,31 @@ class Session:
         self.conn = endpoint.connect()
         self.buffer = bytearray(CHUNK)
         self.cache_status: list[str] = []
+        self.authorization = endpoint.credentials.preemptive() if endpoint.credentials else None
 
     def close(self) -> None:
         self.conn.close()
 
+    def send(self, method: str, path: str, body: bytes | None = None,
+             headers: dict | None = None) -> http.client.HTTPResponse:
+        """The response, body unread. A 401 is answered (Basic or Bearer) and the request sent
+        once more; the answer is kept for the next requests of the session."""
+        response = self._exchange(method, path, body, headers)
+        credentials = self.endpoint.credentials
+        if response.status != 401 or credentials is None:
+            return response
+        response.read()
+        self.authorization = credentials.answer(response.getheader("WWW-Authenticate", ""), self.authorization)
+        return self._exchange(method, path, body, headers)
+
+    def _exchange(self, method: str, path: str, body: bytes | None, headers: dict | None) -> http.client.HTTPResponse:
+        auth = {"Authorization": self.authorization} if self.authorization else {}
+        self.conn.request(method, path, body=body, headers={**self.endpoint.headers, **auth, **(headers or {})})
+        return self.conn.getresponse()
+
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                 expect: tuple[int, ...] = (200,)) -> tuple[http.client.HTTPResponse, int]:
-        self.conn.request(method, path, body=body, headers={**self.endpoint.headers, **(headers or {})})
-        response = self.conn.getresponse()
+        response = self.send(method, path, body, headers)
         size = self._drain(response)
         if response.status not in expect:
             raise BenchError(f"{self.endpoint.name}: {method} {path} answered {response.status} {response.reason}")
@@ -180,12 +284,11 @@ class Session:
 
     def pull(self, repository: str, tag: str) -> int:
         """GET the manifest and every blob it names; the number of blob bytes read."""
-        self.conn.request("GET", f"/v2/{repository}/manifests/{tag}",
-                          headers={**self.endpoint.headers, "Accept": OCI_MANIFEST})
-        response = self.conn.getresponse()
-        manifest = json.loads(response.read())
+        response = self.send("GET", f"/v2/{repository}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
+        body = response.read()
         if response.status != 200:
             raise BenchError(f"{self.endpoint.name}: manifest of {repository}:{tag} answered {response.status}")
+        manifest = json.loads(body)
         total = 0
         for descriptor in [manifest["config"], *manifest["layers"]]:
             response, size = self.request("GET", f"/v2/{repository}/blobs/{descriptor['digest']}")
@@ -225,8 +328,7 @@ def check_pull(endpoint: Endpoint, repository: str, image: Image) -> None:
     session = Session(endpoint)
     try:
         for blob in image.blobs:
-            session.conn.request("GET", f"/v2/{repository}/blobs/{blob.digest}", headers=endpoint.headers)
-            body = session.conn.getresponse().read()
+            body = session.send("GET", f"/v2/{repository}/blobs/{blob.digest}").read()
             if hashlib.sha256(body).hexdigest() != blob.digest.split(":", 1)[1]:
                 raise BenchError(f"{endpoint.name}: blob {blob.digest} came back different")
     finally:
@@ -295,11 +397,14 @@ def run(command: list[str]) -> str:
 def measure(args: argparse.Namespace) -> dict:
     """Everything measured inside the container; the password arrives on stdin."""
     password = sys.stdin.readline().strip()
-    ca_file = f"{WORKDIR}/certs/ca.crt"
-    endpoints = {"direct": direct_endpoint(), "gateway": gateway_endpoint(password, ca_file)}
+    context = ssl.create_default_context(cafile=f"{WORKDIR}/certs/ca.crt")
+    endpoints = {"direct": direct_endpoint(Credentials(USER, password, context)),
+                 "gateway": gateway_endpoint(context, Credentials(USER, password, context))}
     rounds = [measure_round(number, endpoints, args) for number in range(args.rounds)]
     result = {"rounds": rounds,
               "latency_ms": {name: request_latency(endpoint) for name, endpoint in endpoints.items()}}
+    result["auth"] = {name: endpoint.credentials.counts() for name, endpoint in endpoints.items()
+                      if endpoint.credentials}
     if args.skopeo:
         layout = f"{WORKDIR}/skopeo-image"
         shutil.rmtree(layout, ignore_errors=True)
@@ -358,14 +463,32 @@ def table(result: dict, args: argparse.Namespace) -> str:
                  f"{latency['gateway'] / latency['direct']:>16.1f}")
     overhead = (latency["gateway"] - latency["direct"]) / 1000
     pulls, pushes = args.layers + 2, 2 * (args.layers + 1) + 1
-    lines.append(f"a pull makes {pulls} requests, a push {pushes}: at {overhead * 1000:.0f} ms more per gateway request "
-                 f"(Basic auth is a bcrypt check each time) that is {pulls * overhead:.2f} s and "
-                 f"{pushes * overhead:.2f} s of every gateway pull and push")
+    auth = result.get("auth", {})
+    why = {"basic": "Basic auth is a bcrypt check each time",
+           "bearer": "TLS and nginx: both paths carry a token the registry checks"}.get(auth.get("gateway", {}).get("scheme", ""), "auth")
+    if overhead > 0:
+        lines.append(f"a pull makes {pulls} requests, a push {pushes}: at {overhead * 1000:.1f} ms more per gateway request "
+                     f"({why}) that is {pulls * overhead:.2f} s and {pushes * overhead:.2f} s of every gateway pull and push")
+    else:
+        lines.append(f"a pull makes {pulls} requests, a push {pushes}: no measurable cost per gateway request ({why})")
+    lines += [auth_summary(name, counts) for name, counts in auth.items()]
     if "skopeo" in result:
         lines.append("skopeo copy through the gateway (MB/s, median):")
         for key in ("skopeo push", "skopeo pull cold", "skopeo pull cached"):
             lines.append(f"  {key:<20}{median(result['skopeo'], key):>8.0f}")
     return "\n".join(lines)
+
+
+def auth_summary(name: str, auth: dict) -> str:
+    """One line on how a client authenticated: challenges (401) answered and token requests."""
+    if auth.get("scheme") == "bearer":
+        token_ms = auth["token_ms"]
+        return (f"{name} auth: Bearer; {auth['challenges']} challenges (401) answered, "
+                f"{auth['token_requests']} token requests (one per scope, then cached), "
+                f"median {statistics.median(token_ms):.1f} ms, max {max(token_ms):.1f} ms each")
+    if auth.get("scheme") == "basic":
+        return f"{name} auth: Basic; {auth['challenges']} challenge (401) answered, then the password on every request"
+    return f"{name} auth: none asked for"
 
 
 def parse_size(text: str) -> int:
