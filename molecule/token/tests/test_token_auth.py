@@ -243,3 +243,30 @@ def test_audit_log_records_token_decisions_and_registry_events(instance, app_ima
 
 def test_check_mode_on_a_converged_host_changes_nothing():
     assert_check_mode_changes_nothing(ADMIN[1])
+
+
+def content_modules(user: tuple[str, str], **extra: str):
+    return playbook(str(SCENARIO / "modules.yml"), "-e", json.dumps(
+        {"content_user": user[0], "content_password": user[1], "content_report": str(EPHEMERAL / "content.json"),
+         **extra}))
+
+
+def test_content_modules_follow_the_bearer_challenge(instance, app_image):
+    result = content_modules(robot("robot$deploy"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    found = json.loads((EPHEMERAL / "content.json").read_text())
+    tags = {tag["name"]: tag for repo in found for tag in repo["tags"]}
+    assert tags["1"]["digest"] == instance.inspect(app_image, creds=ADMIN)["Digest"]
+
+
+def test_content_modules_report_refused_deletes_clearly(instance, app_image):
+    assert copy(instance, ADMIN, "team-a/app:doomed", "doomed").rc == 0
+    refused = content_modules(robot("robot$deploy"), content_delete_tag="doomed")
+    assert refused.returncode != 0
+    assert "401" in refused.stdout + refused.stderr or "403" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert can_pull(instance, ADMIN, "team-a/app:doomed")
+    deleted = content_modules(ADMIN, content_delete_tag="doomed")
+    assert deleted.returncode == 0, deleted.stdout[-3000:]
+    assert not can_pull(instance, ADMIN, "team-a/app:doomed")
+    assert can_pull(instance, ADMIN, app_image)
