@@ -101,6 +101,7 @@ import copy
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dockyard.registry.plugins.module_utils import _accounts
+from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
 
 
 class RuleReconciler:
@@ -148,9 +149,7 @@ def main() -> None:
         result = RuleReconciler(module.params, module.check_mode).run()
     except _accounts.AccountsError as error:
         module.fail_json(msg=str(error))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    exit_with(module, result)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
+
 try:
     import bcrypt
 except ImportError:
@@ -222,7 +224,7 @@ def main() -> None:
         result = run(module)
     except (HtpasswdError, OSError) as error:
         module.fail_json(msg=str(error))
-    module.exit_json(**result)
+    exit_with(module, result)
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors
     RegistryNotFound,
 )
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.retention import Plan, select_by_policy
+from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
 
 
 class RepositoryReconciler:
@@ -272,9 +273,7 @@ def main() -> None:
                                       module.warn).run()
     except RegistryError as error:
         module.fail_json(msg=str(error))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    exit_with(module, result)
 
 
 if __name__ == "__main__":

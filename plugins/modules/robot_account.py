@@ -213,6 +213,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.dockyard.registry.plugins.module_utils import _accounts
+from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
 
 
 def public_view(name: str, robot: t.Optional[dict]) -> t.Optional[dict]:
@@ -323,9 +324,7 @@ def main() -> None:
         module.fail_json(msg=str(error))
     if result["expires_soon"] and module.params["state"] == "present":
         module.warn("robot account %s expires at %s" % (module.params["name"], result["robot"]["expires_at"]))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    exit_with(module, result)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,7 @@ from ansible_collections.dockyard.registry.plugins.module_utils._registry.common
 )
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import RegistryError
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.inventory import parallel
+from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
 
 
 class TagReconciler:
@@ -175,9 +176,7 @@ def main() -> None:
         result = TagReconciler(client_from_params(module.params), module.params, module.check_mode).run()
     except RegistryError as error:
         module.fail_json(msg=str(error))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    exit_with(module, result)
 
 
 if __name__ == "__main__":

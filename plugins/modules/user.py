@@ -108,6 +108,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.dockyard.registry.plugins.module_utils import _accounts
+from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
 
 
 def public_view(name: str, user: t.Optional[dict]) -> t.Optional[dict]:
@@ -175,9 +176,7 @@ def main() -> None:
         result = UserReconciler(module.params, module.check_mode).run()
     except _accounts.AccountsError as error:
         module.fail_json(msg=str(error))
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+    exit_with(module, result)
 
 
 if __name__ == "__main__":
