@@ -5,17 +5,19 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 
 from cryptography import x509
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "tls_generate.yml"
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 
 
 def converge(ca_dir: pathlib.Path, days: int, *extra: str) -> dict[str, int]:
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"))
     # The implicit localhost runs modules with this Python, which has `cryptography`.
-    result = subprocess.run(["ansible-playbook", str(PLAYBOOK),
+    result = subprocess.run([str(ANSIBLE_PLAYBOOK), str(PLAYBOOK),
                              "-e", f"gateway__tls_ca_dir={ca_dir}", "-e", f"gateway__tls_days={days}", *extra],
                             env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
