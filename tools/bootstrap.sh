@@ -43,4 +43,7 @@ link=.build/collections/ansible_collections/dockyard/registry
 mkdir -p "$(dirname "$link")"
 [ -L "$link" ] || ln -sfn ../../../.. "$link"
 
-tools/build-base-image.sh bookworm
+# Debian 13 (the current stable, the demo's default) and Debian 12 (LTS): both are tested.
+for release in trixie bookworm; do
+    tools/build-base-image.sh "$release"
+done
