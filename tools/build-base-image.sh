@@ -75,8 +75,8 @@ printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroo
 # podman's boot-time units fail without a user session and leave systemd "degraded".
 chroot "$root" systemctl mask podman-auto-update.service podman-restart.service podman-clean-transient.service \
     >/dev/null 2>&1
+# Package lists stay, as on a real host (the roles refresh them when older than an hour).
 chroot "$root" apt-get clean
-rm -rf "$root"/var/lib/apt/lists/*
 tar -C "$root" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' \
     -c "LABEL dockyard.recipe=$recipe" -c "LABEL dockyard.release=$suite" - "$image" >/dev/null
 echo "base image $image built"
