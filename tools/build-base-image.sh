@@ -27,10 +27,10 @@ machine_uri() {  # $1: "debian" or "debian-security"
 }
 mirror=${DOCKYARD_DEBIAN_MIRROR:-$(machine_uri debian)}
 security_mirror=${DOCKYARD_DEBIAN_SECURITY_MIRROR:-$(machine_uri debian-security)}
-[ -n "$mirror" ] && [ -n "$security_mirror" ] || {
+if [ -z "$mirror" ] || [ -z "$security_mirror" ]; then
     echo "build-base-image: no Debian archive found in /etc/apt; set DOCKYARD_DEBIAN_MIRROR and DOCKYARD_DEBIAN_SECURITY_MIRROR" >&2
     exit 2
-}
+fi
 
 # The image is rebuilt when this recipe or the archives it uses change.
 recipe=$(printf '%s %s %s' "$(sha256sum "$0")" "$mirror" "$security_mirror" | sha256sum | cut -c1-16)
