@@ -130,7 +130,7 @@ def read_entries(path: str) -> tuple[dict[str, str], set[str]]:
     except UnicodeDecodeError:
         raise HtpasswdError(f"{path} is not UTF-8 text; it is not an htpasswd file this module can manage") from None
     for number, line in enumerate(lines, start=1):
-        if not line.strip() or line.startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
         name, sep, digest = line.partition(":")
         if not sep:
