@@ -278,7 +278,7 @@ def substitute(fake: FakeRegistry) -> tuple[str, str, bytes]:
 
 @pytest.mark.parametrize("header", ["requested", "of the bytes", "unrelated", None])
 def test_manifest_by_digest_must_hash_to_that_digest(fake: FakeRegistry, client: RegistryClient,
-                                                      substitute: tuple[str, str, bytes], header: str | None) -> None:
+                                                     substitute: tuple[str, str, bytes], header: str | None) -> None:
     wanted, other, body = substitute
     announced = {"requested": wanted, "of the bytes": other, "unrelated": "sha256:" + "0" * 64, None: None}[header]
     fake.forge(wanted, body, announced)
@@ -328,7 +328,7 @@ def test_manifest_by_longer_sha_digest_is_verified_with_that_algorithm(
 
 @pytest.mark.parametrize("reference", ["md5:" + "0" * 32, "sha256:" + "A" * 64, "sha256:" + "0" * 63])
 def test_digest_that_cannot_be_verified_is_refused_before_any_request(fake: FakeRegistry, client: RegistryClient,
-                                                                       reference: str) -> None:
+                                                                      reference: str) -> None:
     with pytest.raises(InvalidInput, match="not a digest that can be verified"):
         client.get_manifest("apps/web", reference)
     assert fake.requests == []
