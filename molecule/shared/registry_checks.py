@@ -62,6 +62,21 @@ class Instance:
     def main_pid(self, unit: str) -> int:
         return int(self.run(f"systemctl show -p MainPID --value {unit}").stdout.strip())
 
+    def proc_status(self, pid: int) -> dict[str, str]:
+        """Fields of /proc/PID/status (what the kernel applied, not what a unit file asks for)."""
+        text = self.run(f"cat /proc/{pid}/status").stdout
+        return {name: value.strip() for name, _sep, value in
+                (line.partition(":\t") for line in text.splitlines()) if value}
+
+    def exposure(self, unit: str) -> tuple[float, str]:
+        """The overall score of `systemd-analyze security UNIT`, and its line."""
+        line = self.run(f"systemd-analyze security {unit} | tail -n 1").stdout
+        return float(line.split(f"{unit}:")[1].split()[0]), line
+
+    def wait_until(self, condition: str, *, attempts: int = 50) -> None:
+        """Check a shell condition every 0.2 s until it holds; fail after `attempts` tries."""
+        self.run(f"for i in $(seq {attempts}); do ( {condition} ) && exit 0; sleep 0.2; done; exit 1")
+
 
 def playbook(*arguments: str) -> subprocess.CompletedProcess:
     """Run a playbook from the controller against the scenario's inventory."""

@@ -30,10 +30,9 @@ def test_only_the_gateway_may_open_the_socket(instance):
 
 def test_registry_process_is_sandboxed_and_limited(instance):
     pid = instance.main_pid("docker-registry")
-    status = instance.run(f"cat /proc/{pid}/status").stdout
-    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-    assert fields["NoNewPrivs"].strip() == "1"
-    assert fields["Seccomp"].strip() == "2"
+    fields = instance.proc_status(pid)
+    assert fields["NoNewPrivs"] == "1"
+    assert fields["Seccomp"] == "2"
     assert int(fields["CapBnd"], 16) == 0 and int(fields["CapEff"], 16) == 0
     limits = instance.run(f"cat /proc/{pid}/limits").stdout
     assert "Max open files            16384                16384" in limits
@@ -43,8 +42,7 @@ def test_registry_process_is_sandboxed_and_limited(instance):
 
 
 def test_registry_exposure_score_is_at_most_two(instance):
-    line = instance.run("systemd-analyze security docker-registry.service | tail -n 1").stdout
-    score = float(line.split("docker-registry.service:")[1].split()[0])
+    score, line = instance.exposure("docker-registry.service")
     assert score <= 2.0, line
 
 
