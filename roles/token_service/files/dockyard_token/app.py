@@ -14,7 +14,6 @@ socket); it answers only ``/events`` and ``/healthz``, so local processes cannot
 """
 from __future__ import annotations
 
-import datetime
 import hmac
 import ipaddress
 import json
@@ -23,13 +22,12 @@ import time
 import typing as t
 import urllib.parse
 
-import jwt
-
 from .accounts import Authenticator, StoreUnavailable, StoreView
 from .audit import AuditLog, client_address
 from .events import EnvelopeError, audit_record, parse_envelope
 from .grants import ANONYMOUS
-from .keys import load_signing_key
+from .keys import TokenSigner, load_signing_key
+from .limits import ACCOUNT, ADDRESS, PAIR, FailureLimiter, Policy
 from .scopes import CredentialsError, RequestError, parse_basic, parse_scopes
 
 TOKEN_PATH = "/auth/token"
@@ -40,6 +38,12 @@ MAX_EVENTS_BODY = 1024 * 1024
 MIN_EVENTS_SECRET = 16
 MAX_QUERY_LENGTH = 16384
 MAX_QUERY_FIELDS = 64
+DEFAULT_POLICY = Policy()
+REFUSAL_MESSAGES = {
+    PAIR: "too many failed logins for this account from this address",
+    ACCOUNT: "too many failed logins for this account",
+    ADDRESS: "too many failed logins from this address",
+}
 
 
 class Config(t.NamedTuple):
@@ -56,6 +60,15 @@ class Config(t.NamedTuple):
     x5c: bool = False
     events_secret_file: str = ""
     events_listen: str = ""
+    # Failed logins (limits.py): where the workers share their counters ("" keeps them in
+    # the process), and the policy.
+    limits_dir: str = ""
+    limit_pair_failures: int = DEFAULT_POLICY.pair_failures
+    limit_account_failures: int = DEFAULT_POLICY.account_failures
+    limit_address_accounts: int = DEFAULT_POLICY.address_accounts
+    limit_delay: int = DEFAULT_POLICY.delay
+    limit_max_delay: int = DEFAULT_POLICY.max_delay
+    limit_window: int = DEFAULT_POLICY.window
 
     @classmethod
     def from_file(cls, path: str) -> "Config":
@@ -69,7 +82,15 @@ class Config(t.NamedTuple):
             raise ValueError("%s: lifetime must be 30-86400 seconds" % path)
         if config.events_listen:
             parse_listen(config.events_listen)
+        try:
+            config.policy().check()
+        except ValueError as exc:
+            raise ValueError("%s: %s" % (path, exc)) from None
         return config
+
+    def policy(self) -> Policy:
+        return Policy(self.limit_pair_failures, self.limit_account_failures, self.limit_address_accounts,
+                      self.limit_delay, self.limit_max_delay, self.limit_window)
 
 
 def parse_listen(value: str) -> tuple:
@@ -122,9 +143,8 @@ class TokenService:
         self.store = StoreView(config.store)
         self.authenticator = Authenticator(ttl=config.cache_ttl, size=config.cache_size)
         self.audit = audit or AuditLog(config.audit_log or None, config.audit_stdout)
-        self.headers = {"kid": self.key.key_id}
-        if config.x5c:
-            self.headers["x5c"] = [self.key.certificate_der_b64]
+        self.signer = TokenSigner(self.key, config.x5c)
+        self.limiter = FailureLimiter(config.policy(), config.limits_dir)
         self.events_secret = read_secret(config.events_secret_file) if config.events_secret_file else None
         self.events_address = parse_listen(config.events_listen) if config.events_listen else None
 
@@ -243,6 +263,12 @@ class TokenService:
             record.update(result="bad_request", reason="account does not match the credentials")
             return _error("400 Bad Request", "INVALID_REQUEST", "account does not match the credentials")
 
+        if credentials:
+            # Before the store and the password: a refused guess costs one stat() and learns nothing.
+            refusal = self.limiter.refusal(record["client_ip"], credentials[0])
+            if refusal is not None:
+                return self._refuse(record, credentials[0], refusal)
+
         try:
             index = self.store.current()
         except StoreUnavailable as exc:
@@ -255,6 +281,12 @@ class TokenService:
             record["cached"] = cached
             if found is None:
                 record.update(result="unauthorized", reason=reason)
+                counts, started = self.limiter.failed(record["client_ip"], credentials[0])
+                if counts:
+                    record["failures"] = counts
+                if started:
+                    longest = max(started, key=lambda refusal: refusal.until)
+                    record["refusal"] = {"scope": longest.scope, "seconds": longest.retry_after(self.limiter.clock())}
                 return _error("401 Unauthorized", "UNAUTHORIZED", "authentication required", challenge)
             identity = found
         record["subject"] = identity.subject
@@ -266,14 +298,22 @@ class TokenService:
             "exp": now + self.config.lifetime, "nbf": now, "iat": now,
             "jti": secrets.token_urlsafe(16), "access": access,
         }
-        token = jwt.encode(claims, self.key.private_key, algorithm="ES256", headers=self.headers)
-        if isinstance(token, bytes):  # PyJWT < 2
-            token = token.decode("ascii")
+        token = self.signer.sign(claims)
         record.update(result="issued", jti=claims["jti"],
                       granted=["%s:%s:%s" % (item["type"], item["name"], ",".join(item["actions"])) for item in access])
-        issued_at = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         return _json("200 OK", {"token": token, "access_token": token,
                                 "expires_in": self.config.lifetime, "issued_at": issued_at})
+
+    def _refuse(self, record: dict, account: str, refusal: t.Any) -> tuple:
+        """429 in the registry's error format, with Retry-After; the audit line says why."""
+        retry_after = refusal.retry_after(self.limiter.clock())
+        message = REFUSAL_MESSAGES[refusal.scope]
+        record.update(result="refused", account=account[:128], reason=message,
+                      refusal={"scope": refusal.scope, "failures": refusal.failures, "seconds": retry_after})
+        body = {"errors": [{"code": "TOOMANYREQUESTS", "message": message,
+                            "detail": {"scope": refusal.scope, "retry_after": retry_after}}]}
+        return _json("429 Too Many Requests", body, [("Retry-After", str(retry_after))])
 
 
 def create_app(config_path: str) -> TokenService:
