@@ -6,7 +6,8 @@ a throwaway key and store holding one user hashed at the production bcrypt cost:
 * warm: credential cache on (the first request of each worker pays bcrypt, the rest hit
   the cache), the usual case of a client pulling many repositories;
 * cold: cache off, every request pays bcrypt;
-* anonymous: no credentials (scope parsing, grants and ES256 signing only).
+* anonymous: no credentials (scope parsing, grants and ES256 signing only);
+* refused: a wrong password once the failed-login limit refuses it (429, no bcrypt).
 
 Bounded (``--requests``/``--cold-requests``), stops by itself, prints one table.
 
@@ -51,6 +52,7 @@ def start(workdir: pathlib.Path, name: str, cache_ttl: int, workers: int) -> tup
         "issuer": "bench", "service": SERVICE, "key": str(workdir / "key.pem"), "certificate": str(workdir / "cert.pem"),
         "store": str(workdir / "accounts.json"), "lifetime": 300, "cache_ttl": cache_ttl,
         "audit_log": str(workdir / ("%s-audit.jsonl" % name)), "audit_stdout": False,
+        "limits_dir": str(workdir / ("%s-limits" % name)),
     }))
     log = open(workdir / ("%s.log" % name), "wb")  # pylint: disable=consider-using-with
     process = subprocess.Popen(
@@ -70,7 +72,7 @@ def start(workdir: pathlib.Path, name: str, cache_ttl: int, workers: int) -> tup
     raise SystemExit("gunicorn did not start: %s" % (workdir / ("%s.log" % name)).read_text())
 
 
-def hammer(port: int, total: int, clients: int, authorization: str | None) -> tuple:
+def hammer(port: int, total: int, clients: int, authorization: str | None, expect: int = 200) -> tuple:
     latencies: list = []
     errors: list = []
     lock = threading.Lock()
@@ -91,7 +93,7 @@ def hammer(port: int, total: int, clients: int, authorization: str | None) -> tu
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
-                if response.status != 200 or b'"token"' not in body:
+                if response.status != expect or (expect == 200 and b'"token"' not in body):
                     errors.append(response.status)
 
     threads = [threading.Thread(target=client) for _index in range(clients)]
@@ -136,6 +138,11 @@ def main() -> None:
         rows = [
             ("warm cache (user)", args.requests) + hammer(warm_port, args.requests, args.clients, authorization),
             ("anonymous", args.requests) + hammer(warm_port, args.requests, args.clients, None),
+        ]
+        wrong = "Basic " + base64.b64encode(b"bench:wrong-password").decode()
+        hammer(warm_port, 10, 1, wrong, expect=401)  # the default limit: 10 failures, then 30 s of 429
+        rows += [
+            ("refused (failed-login limit)", args.requests) + hammer(warm_port, args.requests, args.clients, wrong, 429),
             ("cold cache (bcrypt cost %d)" % args.bcrypt_cost, args.cold_requests)
             + hammer(cold_port, args.cold_requests, args.clients, authorization),
         ]

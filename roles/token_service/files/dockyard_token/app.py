@@ -5,7 +5,8 @@ for the registry's notifications, and ``/healthz``.
 
 A token's ``access`` is always what was asked intersected with what is granted: lack
 of rights gives an empty list, never an error. Wrong credentials give 401 with a Basic
-challenge, a malformed request 400, an unusable store 503. Every decision, and every
+challenge, a malformed request 400, an unusable store 503; repeated failed logins get
+429 with Retry-After before their password is even checked (limits.py). Every decision, and every
 event the registry notifies, is written as one JSON line to the audit log (see audit.py).
 
 The events listener is a TCP port on loopback (Distribution cannot post to a unix

@@ -4,10 +4,11 @@
 an append-only file.
 
 Token lines (docs/token-auth.md): ``time`` (UTC, RFC 3339 with milliseconds), ``event``
-("token"), ``result`` (issued | unauthorized | bad_request | error), ``subject``
+("token"), ``result`` (issued | unauthorized | refused | bad_request | error), ``subject``
 (anonymous, user:NAME, robot:NAME; null when unauthenticated), ``account`` (the name
 presented, if any), ``client_ip``, ``requested`` and ``granted`` (scope strings),
-``reason``, ``cached`` (credentials from the cache), ``jti``, ``ms``. Registry events
+``reason``, ``cached`` (credentials from the cache), ``failures`` and ``refusal`` (the
+failed-login limits, limits.py), ``jti``, ``ms``. Registry events
 (``event``: "registry") are built in events.py; refused notifications are ``event``:
 "notification" with a ``result`` and ``reason``.
 """
