@@ -15,6 +15,7 @@ socket); it answers only ``/events`` and ``/healthz``, so local processes cannot
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -39,6 +40,7 @@ MAX_EVENTS_BODY = 1024 * 1024
 MIN_EVENTS_SECRET = 16
 MAX_QUERY_LENGTH = 16384
 MAX_QUERY_FIELDS = 64
+MAX_CACHED_QUERY = 2048
 DEFAULT_POLICY = Policy()
 REFUSAL_MESSAGES = {
     PAIR: "too many failed logins for this account from this address",
@@ -117,6 +119,23 @@ def read_secret(path: str) -> bytes:
     if len(secret) < MIN_EVENTS_SECRET:
         raise ValueError("%s: the events secret must have at least %d characters" % (path, MIN_EVENTS_SECRET))
     return secret
+
+
+def parse_query(query: str) -> tuple:
+    """``(services or None, scopes, scope strings, account or None)`` of a token request; RequestError."""
+    if len(query) > MAX_QUERY_LENGTH:
+        raise RequestError("query string too long")
+    try:
+        params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise RequestError("too many query parameters") from None
+    scopes = tuple(parse_scopes(params.get("scope", [])))
+    services = tuple(params["service"]) if "service" in params else None
+    return services, scopes, tuple(str(scope) for scope in scopes), params.get("account", [None])[-1]
+
+
+# Clients ask the same few queries again and again; only valid ones are remembered.
+parse_query_cached = functools.lru_cache(maxsize=1024)(parse_query)
 
 
 def _json(status: str, body: dict, extra: t.Iterable = ()) -> tuple:
@@ -238,20 +257,14 @@ class TokenService:
     def _token(self, environ: dict, record: dict) -> tuple:
         query = environ.get("QUERY_STRING", "")
         try:
-            if len(query) > MAX_QUERY_LENGTH:
-                raise RequestError("query string too long")
-            try:
-                params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
-            except ValueError:
-                raise RequestError("too many query parameters") from None
-            service = params.get("service", [self.config.service])
-            if service != [self.config.service]:
+            services, scopes, requested, account = (parse_query_cached if len(query) <= MAX_CACHED_QUERY
+                                                    else parse_query)(query)
+            if services is not None and services != (self.config.service,):
                 raise RequestError("unknown service")
-            scopes = parse_scopes(params.get("scope", []))
         except RequestError as exc:
             record.update(result="bad_request", reason=str(exc))
             return _error("400 Bad Request", "INVALID_REQUEST", str(exc))
-        record["requested"] = [str(scope) for scope in scopes]
+        record["requested"] = list(requested)
 
         challenge = [("WWW-Authenticate", 'Basic realm="%s"' % self.config.service.replace('"', ""))]
         try:
@@ -259,7 +272,6 @@ class TokenService:
         except CredentialsError as exc:
             record.update(result="unauthorized", reason=str(exc))
             return _error("401 Unauthorized", "UNAUTHORIZED", str(exc), challenge)
-        account = params.get("account", [None])[-1]
         if credentials and account and account != credentials[0]:
             record.update(result="bad_request", reason="account does not match the credentials")
             return _error("400 Bad Request", "INVALID_REQUEST", "account does not match the credentials")

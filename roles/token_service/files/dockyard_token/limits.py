@@ -163,6 +163,8 @@ def refusals_in_force(state: dict, now: float) -> dict:
 
 def find_refusal(refusals: dict, now: float, address: str, account: str) -> t.Optional[Refusal]:
     """The longest refusal in force for this address and account, if any."""
+    if not refusals:
+        return None
     found = None
     for scope, key in keys(address, account).items():
         entry = refusals.get(scope, {}).get(key)
