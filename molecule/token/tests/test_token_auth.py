@@ -214,15 +214,16 @@ def test_cached_blobs_are_served_only_to_clients_the_registry_authorises(instanc
     assert instance.http(missing, extra=f"-H 'Authorization: Bearer {body['token']}'")[0] == 404
 
 
-# Token requests from one address, over TLS through the gateway, with keep-alive: prints one
-# [status, Retry-After, body] per request (bodies of 429s only).
+# Token requests from one address (the source is bound to it), over TLS through the gateway,
+# with keep-alive: prints one [status, Retry-After, body] per request (bodies of 429s only).
 LOGINS = r'''
 import concurrent.futures, http.client, json, socket, ssl, sys, base64
 registry, address, user, password, count, threads = sys.argv[1:7]
 context = ssl.create_default_context()
 class Connection(http.client.HTTPSConnection):
     def connect(self):
-        self.sock = context.wrap_socket(socket.create_connection((address, 443), 30), server_hostname=registry)
+        sock = socket.create_connection((address, 443), 30, source_address=(address, 0))
+        self.sock = context.wrap_socket(sock, server_hostname=registry)
 auth = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 def worker(jobs):
     connection, results = Connection(registry, 443, timeout=60), []
