@@ -26,7 +26,7 @@ def stack(tmp_path_factory) -> t.Iterator[Stack]:
         "issuer": ISSUER, "service": SERVICE, "key": str(key_path), "certificate": str(cert_path),
         "store": str(store_path), "lifetime": 300, "cache_ttl": 60, "audit_log": str(audit_log),
         "audit_stdout": True, "events_listen": "127.0.0.1:%d" % events_port,
-        "events_secret_file": str(workdir / "events.secret"),
+        "events_secret_file": str(workdir / "events.secret"), "limits_dir": str(workdir / "limits"),
     }))
     (workdir / "registry.yml").write_text(json.dumps({
         "version": 0.1,

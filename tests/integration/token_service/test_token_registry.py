@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import pytest
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from token_stack import ISSUER, PYTESTMARK, SERVICE, write_key_pair
+from token_stack import ISSUER, PYTESTMARK, SERVICE, request_token, write_key_pair
 
 pytestmark = PYTESTMARK
 
@@ -83,17 +82,8 @@ def copy(stack, source, destination, src_creds=None, dest_creds=None, check=True
 
 
 def token_request(stack, creds, *scopes, account=None):
-    query = [("service", SERVICE)] + [("scope", scope) for scope in scopes]
-    if account:
-        query.append(("account", account))
-    request = urllib.request.Request(stack.token_url + "?" + urllib.parse.urlencode(query))
-    if creds:
-        request.add_header("Authorization", "Basic " + base64.b64encode(creds.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    status, _headers, body = request_token(stack.token_url, creds, scopes, account)
+    return status, body
 
 
 def get_token(stack, creds, *scopes):

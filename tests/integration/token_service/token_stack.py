@@ -7,6 +7,7 @@ account store is written by the collection's modules through ``ansible-playbook`
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import os
@@ -18,6 +19,7 @@ import sys
 import time
 import typing as t
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -121,3 +123,19 @@ class Stack(t.NamedTuple):
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
         results = json.loads(results_file.read_text())
         return {task.get("name", str(index)): results["r%d" % index] for index, task in enumerate(tasks)}
+
+
+def request_token(token_url: str, creds: t.Optional[str], scopes: t.Iterable[str] = (), account: t.Optional[str] = None,
+                  headers: t.Optional[dict] = None) -> tuple:
+    """GET /auth/token with Basic ``NAME:SECRET``: (status, response headers, decoded JSON body)."""
+    query = [("service", SERVICE)] + [("scope", scope) for scope in scopes]
+    if account:
+        query.append(("account", account))
+    request = urllib.request.Request(token_url + "?" + urllib.parse.urlencode(query), headers=headers or {})
+    if creds:
+        request.add_header("Authorization", "Basic " + base64.b64encode(creds.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+            return response.status, dict(response.headers), json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"null")

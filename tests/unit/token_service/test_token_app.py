@@ -48,7 +48,9 @@ def test_token_response_and_claims(app, key_pair):
 def test_kid_is_libtrust_format(key_pair):
     kid = libtrust_key_id(key_pair[0].public_key())
     groups = kid.split(":")
-    assert len(groups) == 12 and all(len(group) == 4 and group.isalnum() and group.isupper() for group in groups)
+    # Base32 (a group may be all digits, so not isupper()).
+    assert len(groups) == 12 and all(len(group) == 4 and set(group) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+                                     for group in groups)
 
 
 def test_x5c_header_when_configured(config, key_pair):
@@ -148,7 +150,7 @@ def test_config_file(tmp_path, config):
         Config.from_file(str(path))
 
 
-# --- properties: whatever arrives, the answer is 200, 400 or 401 --------------------------
+# --- properties: whatever arrives, the answer is 200, 400, 401 or 429 --------------------------
 
 QUERY_PARTS = st.sampled_from(["service=", SERVICE, "scope=", "repository:", "registry:catalog:*", "team-a/app",
                                ":pull", ",push", "&", "=", "%", "%3A", "%FF", "+", "account=", "alice", ";", "\x00"])
@@ -156,22 +158,24 @@ HEADERS = st.one_of(st.none(), st.text(max_size=300), st.sampled_from([basic("al
                     st.binary(max_size=200).map(lambda b: "Basic " + base64.b64encode(b).decode()))
 
 
+# Bounds on CPU time (thread_time), not wall time: a busy machine must not fail them, while
+# a parser that backtracks exponentially still would.
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.text(max_size=2000), st.lists(QUERY_PARTS, max_size=200).map("".join)), HEADERS)
 def test_never_500(app, query_string, authorization):
-    started = time.perf_counter()
+    started = time.thread_time()
     status, _headers, body = call(app, query_string, authorization)
-    assert status in (200, 400, 401), body
-    assert time.perf_counter() - started < 0.5
+    assert status in (200, 400, 401, 429), body  # 429: repeated failed logins (limits.py)
+    assert time.thread_time() - started < 0.5
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(alphabet=st.sampled_from("a-_./:,*%="), min_size=1, max_size=64).map(lambda s: (s * 8192)[:8192]))
 def test_8k_queries_answer_fast(app, blob):
     for query_string in (blob, "scope=" + blob, "service=%s&scope=repository:%s:pull" % (SERVICE, blob)):
-        started = time.perf_counter()
+        started = time.thread_time()
         assert call(app, query_string)[0] in (200, 400)
-        assert time.perf_counter() - started < 0.05
+        assert time.thread_time() - started < 0.05
 
 
 def test_an_unwritable_audit_file_does_not_refuse_tokens(config, tmp_path, capsys):

@@ -49,19 +49,21 @@ def test_scope_count_is_bounded():
         parse_scopes(["repository:a:pull"] * 33)
 
 
+# Bounds on CPU time (thread_time), not wall time: a busy machine must not fail them, while
+# a parser that backtracks exponentially still would.
 @pytest.mark.parametrize("evil", [
     "a" + "-" * 4000 + "!", "a" + "_a" * 2000 + "_", "a" + "-a" * 2000 + "A", ("a." * 2000) + ".",
     "a" * 8000 + "-", "x." * 4000 + ":" + "9" * 10 + "/a",
 ])
 def test_backtracking_bombs_are_rejected_fast(evil):
     for text in (evil, "repository:%s:pull" % evil, "repository:a/%s:pull" % evil):
-        started = time.perf_counter()
+        started = time.thread_time()
         with pytest.raises(RequestError):
             parse_scope(text)
-        assert time.perf_counter() - started < 0.01
-    started = time.perf_counter()
+        assert time.thread_time() - started < 0.01
+    started = time.thread_time()
     assert not valid_repository_name(evil)
-    assert time.perf_counter() - started < 0.01
+    assert time.thread_time() - started < 0.01
 
 
 SCOPE_ALPHABET = st.sampled_from(list("repositoryegcal:/,.-_*() 5AZ\x00é") + ["repository:", ":pull", "--", "__"])
@@ -70,7 +72,7 @@ SCOPE_ALPHABET = st.sampled_from(list("repositoryegcal:/,.-_*() 5AZ\x00é") + ["
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.text(max_size=600), st.lists(SCOPE_ALPHABET, max_size=300).map("".join)))
 def test_any_scope_text_parses_or_is_rejected_quickly(text):
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         scope = parse_scope(text)
     except RequestError:
@@ -78,18 +80,18 @@ def test_any_scope_text_parses_or_is_rejected_quickly(text):
     else:
         assert parse_scope(str(scope)) == scope
         assert ":" not in scope.type and "," not in "".join(scope.actions)
-    assert time.perf_counter() - started < 0.01
+    assert time.thread_time() - started < 0.01
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.text(alphabet=st.sampled_from("a-_./:,*"), min_size=1, max_size=64).map(lambda s: (s * 8192)[:8192]))
 def test_8k_inputs_parse_or_are_rejected_in_milliseconds(text):
-    started = time.perf_counter()
+    started = time.thread_time()
     for candidate in (text, "repository:" + text + ":pull"):
         with pytest.raises(RequestError):
             parse_scopes([candidate.replace(" ", "")])
     assert not valid_repository_name(text)
-    assert time.perf_counter() - started < 0.02
+    assert time.thread_time() - started < 0.02
 
 
 NAME = st.from_regex(r"[a-z0-9]{1,8}(?:[._-][a-z0-9]{1,8}){0,3}(?:/[a-z0-9]{1,8}){0,3}", fullmatch=True)
@@ -138,10 +140,10 @@ def test_basic_round_trip(user, password):
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=9000), st.binary(max_size=9000).map(lambda b: "Basic " + base64.b64encode(b).decode())))
 def test_basic_any_header_parses_or_is_rejected_quickly(header):
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         result = parse_basic(header)
     except CredentialsError:
         result = "rejected"
     assert result is None or result == "rejected" or (isinstance(result, tuple) and len(result) == 2)
-    assert time.perf_counter() - started < 0.01
+    assert time.thread_time() - started < 0.01

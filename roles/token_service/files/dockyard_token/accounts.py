@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import collections
-import hashlib
 import hmac
 import os
 import secrets
@@ -73,7 +72,7 @@ class Authenticator:
 
     def _cache_key(self, account: str, password: str, stored: str) -> bytes:
         message = b"\0".join(part.encode("utf-8", "surrogatepass") for part in (account, password, stored))
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        return hmac.digest(self._key, message, "sha256")
 
     def _verify(self, account: str, password: str, stored: t.Optional[str]) -> tuple:
         """(ok, from_cache)"""

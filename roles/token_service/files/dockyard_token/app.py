@@ -5,7 +5,8 @@ for the registry's notifications, and ``/healthz``.
 
 A token's ``access`` is always what was asked intersected with what is granted: lack
 of rights gives an empty list, never an error. Wrong credentials give 401 with a Basic
-challenge, a malformed request 400, an unusable store 503. Every decision, and every
+challenge, a malformed request 400, an unusable store 503; repeated failed logins get
+429 with Retry-After before their password is even checked (limits.py). Every decision, and every
 event the registry notifies, is written as one JSON line to the audit log (see audit.py).
 
 The events listener is a TCP port on loopback (Distribution cannot post to a unix
@@ -14,7 +15,7 @@ socket); it answers only ``/events`` and ``/healthz``, so local processes cannot
 """
 from __future__ import annotations
 
-import datetime
+import functools
 import hmac
 import ipaddress
 import json
@@ -23,13 +24,12 @@ import time
 import typing as t
 import urllib.parse
 
-import jwt
-
 from .accounts import Authenticator, StoreUnavailable, StoreView
 from .audit import AuditLog, client_address
 from .events import EnvelopeError, audit_record, parse_envelope
 from .grants import ANONYMOUS
-from .keys import load_signing_key
+from .keys import TokenSigner, load_signing_key
+from .limits import ACCOUNT, ADDRESS, PAIR, FailureLimiter, Policy
 from .scopes import CredentialsError, RequestError, parse_basic, parse_scopes
 
 TOKEN_PATH = "/auth/token"
@@ -40,6 +40,13 @@ MAX_EVENTS_BODY = 1024 * 1024
 MIN_EVENTS_SECRET = 16
 MAX_QUERY_LENGTH = 16384
 MAX_QUERY_FIELDS = 64
+MAX_CACHED_QUERY = 2048
+DEFAULT_POLICY = Policy()
+REFUSAL_MESSAGES = {
+    PAIR: "too many failed logins for this account from this address",
+    ACCOUNT: "too many failed logins for this account",
+    ADDRESS: "too many failed logins from this address",
+}
 
 
 class Config(t.NamedTuple):
@@ -56,6 +63,15 @@ class Config(t.NamedTuple):
     x5c: bool = False
     events_secret_file: str = ""
     events_listen: str = ""
+    # Failed logins (limits.py): where the workers share their counters ("" keeps them in
+    # the process), and the policy.
+    limits_dir: str = ""
+    limit_pair_failures: int = DEFAULT_POLICY.pair_failures
+    limit_account_failures: int = DEFAULT_POLICY.account_failures
+    limit_address_accounts: int = DEFAULT_POLICY.address_accounts
+    limit_delay: int = DEFAULT_POLICY.delay
+    limit_max_delay: int = DEFAULT_POLICY.max_delay
+    limit_window: int = DEFAULT_POLICY.window
 
     @classmethod
     def from_file(cls, path: str) -> "Config":
@@ -69,7 +85,15 @@ class Config(t.NamedTuple):
             raise ValueError("%s: lifetime must be 30-86400 seconds" % path)
         if config.events_listen:
             parse_listen(config.events_listen)
+        try:
+            config.policy().check()
+        except ValueError as exc:
+            raise ValueError("%s: %s" % (path, exc)) from None
         return config
+
+    def policy(self) -> Policy:
+        return Policy(self.limit_pair_failures, self.limit_account_failures, self.limit_address_accounts,
+                      self.limit_delay, self.limit_max_delay, self.limit_window)
 
 
 def parse_listen(value: str) -> tuple:
@@ -97,6 +121,23 @@ def read_secret(path: str) -> bytes:
     return secret
 
 
+def parse_query(query: str) -> tuple:
+    """``(services or None, scopes, scope strings, account or None)`` of a token request; RequestError."""
+    if len(query) > MAX_QUERY_LENGTH:
+        raise RequestError("query string too long")
+    try:
+        params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise RequestError("too many query parameters") from None
+    scopes = tuple(parse_scopes(params.get("scope", [])))
+    services = tuple(params["service"]) if "service" in params else None
+    return services, scopes, tuple(str(scope) for scope in scopes), params.get("account", [None])[-1]
+
+
+# Clients ask the same few queries again and again; only valid ones are remembered.
+parse_query_cached = functools.lru_cache(maxsize=1024)(parse_query)
+
+
 def _json(status: str, body: dict, extra: t.Iterable = ()) -> tuple:
     payload = json.dumps(body).encode("utf-8")
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
@@ -122,9 +163,8 @@ class TokenService:
         self.store = StoreView(config.store)
         self.authenticator = Authenticator(ttl=config.cache_ttl, size=config.cache_size)
         self.audit = audit or AuditLog(config.audit_log or None, config.audit_stdout)
-        self.headers = {"kid": self.key.key_id}
-        if config.x5c:
-            self.headers["x5c"] = [self.key.certificate_der_b64]
+        self.signer = TokenSigner(self.key, config.x5c)
+        self.limiter = FailureLimiter(config.policy(), config.limits_dir)
         self.events_secret = read_secret(config.events_secret_file) if config.events_secret_file else None
         self.events_address = parse_listen(config.events_listen) if config.events_listen else None
 
@@ -217,20 +257,14 @@ class TokenService:
     def _token(self, environ: dict, record: dict) -> tuple:
         query = environ.get("QUERY_STRING", "")
         try:
-            if len(query) > MAX_QUERY_LENGTH:
-                raise RequestError("query string too long")
-            try:
-                params = urllib.parse.parse_qs(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
-            except ValueError:
-                raise RequestError("too many query parameters") from None
-            service = params.get("service", [self.config.service])
-            if service != [self.config.service]:
+            services, scopes, requested, account = (parse_query_cached if len(query) <= MAX_CACHED_QUERY
+                                                    else parse_query)(query)
+            if services is not None and services != (self.config.service,):
                 raise RequestError("unknown service")
-            scopes = parse_scopes(params.get("scope", []))
         except RequestError as exc:
             record.update(result="bad_request", reason=str(exc))
             return _error("400 Bad Request", "INVALID_REQUEST", str(exc))
-        record["requested"] = [str(scope) for scope in scopes]
+        record["requested"] = list(requested)
 
         challenge = [("WWW-Authenticate", 'Basic realm="%s"' % self.config.service.replace('"', ""))]
         try:
@@ -238,10 +272,15 @@ class TokenService:
         except CredentialsError as exc:
             record.update(result="unauthorized", reason=str(exc))
             return _error("401 Unauthorized", "UNAUTHORIZED", str(exc), challenge)
-        account = params.get("account", [None])[-1]
         if credentials and account and account != credentials[0]:
             record.update(result="bad_request", reason="account does not match the credentials")
             return _error("400 Bad Request", "INVALID_REQUEST", "account does not match the credentials")
+
+        if credentials:
+            # Before the store and the password: a refused guess costs one stat() and learns nothing.
+            refusal = self.limiter.refusal(record["client_ip"], credentials[0])
+            if refusal is not None:
+                return self._refuse(record, credentials[0], refusal)
 
         try:
             index = self.store.current()
@@ -255,6 +294,12 @@ class TokenService:
             record["cached"] = cached
             if found is None:
                 record.update(result="unauthorized", reason=reason)
+                counts, started = self.limiter.failed(record["client_ip"], credentials[0])
+                if counts:
+                    record["failures"] = counts
+                if started:
+                    longest = max(started, key=lambda refusal: refusal.until)
+                    record["refusal"] = {"scope": longest.scope, "seconds": longest.retry_after(self.limiter.clock())}
                 return _error("401 Unauthorized", "UNAUTHORIZED", "authentication required", challenge)
             identity = found
         record["subject"] = identity.subject
@@ -266,14 +311,22 @@ class TokenService:
             "exp": now + self.config.lifetime, "nbf": now, "iat": now,
             "jti": secrets.token_urlsafe(16), "access": access,
         }
-        token = jwt.encode(claims, self.key.private_key, algorithm="ES256", headers=self.headers)
-        if isinstance(token, bytes):  # PyJWT < 2
-            token = token.decode("ascii")
+        token = self.signer.sign(claims)
         record.update(result="issued", jti=claims["jti"],
                       granted=["%s:%s:%s" % (item["type"], item["name"], ",".join(item["actions"])) for item in access])
-        issued_at = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         return _json("200 OK", {"token": token, "access_token": token,
                                 "expires_in": self.config.lifetime, "issued_at": issued_at})
+
+    def _refuse(self, record: dict, account: str, refusal: t.Any) -> tuple:
+        """429 in the registry's error format, with Retry-After; the audit line says why."""
+        retry_after = refusal.retry_after(self.limiter.clock())
+        message = REFUSAL_MESSAGES[refusal.scope]
+        record.update(result="refused", account=account[:128], reason=message,
+                      refusal={"scope": refusal.scope, "failures": refusal.failures, "seconds": retry_after})
+        body = {"errors": [{"code": "TOOMANYREQUESTS", "message": message,
+                            "detail": {"scope": refusal.scope, "retry_after": retry_after}}]}
+        return _json("429 Too Many Requests", body, [("Retry-After", str(retry_after))])
 
 
 def create_app(config_path: str) -> TokenService:

@@ -4,17 +4,19 @@
 an append-only file.
 
 Token lines (docs/token-auth.md): ``time`` (UTC, RFC 3339 with milliseconds), ``event``
-("token"), ``result`` (issued | unauthorized | bad_request | error), ``subject``
+("token"), ``result`` (issued | unauthorized | refused | bad_request | error), ``subject``
 (anonymous, user:NAME, robot:NAME; null when unauthenticated), ``account`` (the name
 presented, if any), ``client_ip``, ``requested`` and ``granted`` (scope strings),
-``reason``, ``cached`` (credentials from the cache), ``jti``, ``ms``. Registry events
+``reason``, ``cached`` (credentials from the cache), ``failures`` and ``refusal`` (the
+failed-login limits, limits.py), ``jti``, ``ms``. Registry events
 (``event``: "registry") are built in events.py; refused notifications are ``event``:
 "notification" with a ``result`` and ``reason``.
 """
 from __future__ import annotations
 
-import datetime
+import functools
 import ipaddress
+import time
 import json
 import os
 import sys
@@ -34,13 +36,23 @@ def client_address(environ: dict) -> str:
     candidates.append(environ.get("REMOTE_ADDR", ""))
     for candidate in candidates:
         candidate = candidate.strip()[:64]
-        if not candidate:
-            continue
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            return "invalid"
+        if candidate:
+            return _canonical_address(candidate)
     return "unknown"
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return "invalid"
+
+
+def timestamp(now: float) -> str:
+    """UTC, RFC 3339 with milliseconds: 2026-11-28T19:33:07.310Z."""
+    seconds = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%03dZ" % int((now - seconds) * 1000)
 
 
 class AuditLog:
@@ -51,9 +63,8 @@ class AuditLog:
         self.stream = stream
 
     def write(self, record: dict) -> None:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        line = json.dumps(dict({"time": now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000),
-                                "event": "token"}, **record), sort_keys=False, default=str) + "\n"
+        line = json.dumps(dict({"time": timestamp(time.time()), "event": "token"}, **record),
+                          sort_keys=False, default=str) + "\n"
         if self.stdout:
             stream = self.stream or sys.stdout
             stream.write(line)

@@ -20,6 +20,7 @@ from . import _accounts
 from .scopes import Scope
 
 REPOSITORY_ACTIONS = ("pull", "push", "delete")
+MEMO_SIZE = 8192
 
 
 class Identity(t.NamedTuple):
@@ -47,6 +48,7 @@ class RuleIndex:
             name: [(item["repository"], frozenset(item["actions"])) for item in robot["permissions"]]
             for name, robot in store["robots"].items()
         }
+        self._allowed: dict = {}
 
     def entries_for(self, identity: Identity) -> list:
         subjects = ["anonymous"]
@@ -60,13 +62,20 @@ class RuleIndex:
             entries.extend(self.by_subject.get(subject, ()))
         return entries
 
-    def allowed(self, identity: Identity, repository: str) -> set:
-        user = identity.name if identity.kind == "user" else None
-        result: set = set()
-        for pattern, actions in self.entries_for(identity):
-            if not actions <= result and _accounts.match_pattern(pattern, repository, user):
-                result |= actions
-        return result
+    def allowed(self, identity: Identity, repository: str) -> frozenset:
+        """The actions allowed on a repository; remembered until the store changes (a new index)."""
+        key = (identity, repository)
+        found = self._allowed.get(key)
+        if found is None:
+            user = identity.name if identity.kind == "user" else None
+            result: set = set()
+            for pattern, actions in self.entries_for(identity):
+                if not actions <= result and _accounts.match_pattern(pattern, repository, user):
+                    result |= actions
+            if len(self._allowed) >= MEMO_SIZE:
+                self._allowed.clear()
+            found = self._allowed[key] = frozenset(result)
+        return found
 
     def catalog_allowed(self, identity: Identity) -> bool:
         return any("catalog" in actions for _pattern, actions in self.entries_for(identity))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import typing as t
 
@@ -73,8 +74,10 @@ def valid_repository_name(name: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_scope(text: str) -> Scope:
-    """One ``type:name:actions`` scope; raises RequestError."""
+    """One ``type:name:actions`` scope; raises RequestError. Valid ones are remembered (clients
+    ask for the same few scopes again and again)."""
     if len(text) > MAX_SCOPE_LENGTH:
         raise RequestError("scope longer than %d characters" % MAX_SCOPE_LENGTH)
     kind, sep1, rest = text.partition(":")
