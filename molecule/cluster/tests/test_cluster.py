@@ -204,7 +204,7 @@ def test_preflight_refuses_differing_storage_settings(tmp_path):
     overlay = tmp_path / "differ.yml"
     overlay.write_text(json.dumps({"all": {"hosts": {name("node-b"): {"registry__storage_options": options}}}}))
     output = _refused("-i", str(overlay))
-    assert "storage settings differ in options.authurl, options.container" in output
+    assert "storage settings differ in options.authurl options.container (nodes:" in output
 
 
 def test_preflight_refuses_missing_credentials():
