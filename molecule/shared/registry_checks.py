@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import subprocess
+import urllib.parse
 
 REGISTRY = "registry.dockyard.test"
 PUSHER = ("dockyard", "molecule-push-secret")
@@ -78,6 +79,16 @@ class Instance:
         self.run(f"for i in $(seq {attempts}); do ( {condition} ) && exit 0; sleep 0.2; done; exit 1")
 
 
+def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra: str = "") -> tuple[int, dict]:
+    """Ask the token service behind REGISTRY (or where `extra` connects) for a token."""
+    query = urllib.parse.urlencode([("service", REGISTRY)] + [("scope", scope) for scope in scopes])
+    auth = f"-u {shlex.quote(':'.join(creds))}" if creds else ""
+    result = instance.run(f"curl -sS {auth} {extra} -o /tmp/token.json -w '%{{http_code}}' "
+                          f"'https://{REGISTRY}/auth/token?{query}'")
+    body = instance.host.file("/tmp/token.json").content_string
+    return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
+
+
 def playbook(*arguments: str) -> subprocess.CompletedProcess:
     """Run a playbook from the controller against the scenario's inventory."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
@@ -87,19 +98,26 @@ def playbook(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
+def recaps(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP counters of every instance, by name."""
+    lines = re.findall(r"^(dockyard-\S+)\s+:\s+(.*)$", output, re.MULTILINE)
+    assert lines, output[-2000:]
+    return {name: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counts)}
+            for name, counts in lines}
+
+
 def recap(output: str) -> dict[str, int]:
-    """The PLAY RECAP counters of the instance."""
-    line = re.search(r"^dockyard-\S+\s+:\s+(.*)$", output, re.MULTILINE)
-    assert line, output[-2000:]
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line.group(1))}
+    """The PLAY RECAP counters of the (first) instance."""
+    return next(iter(recaps(output).values()))
 
 
-def assert_check_mode_changes_nothing(secret: str) -> None:
+def assert_check_mode_changes_nothing(*secrets: str) -> None:
     result = playbook("--check", "--diff", "-e", "dockyard_hosts=registry", "dockyard.registry.site")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    counts = recap(result.stdout)
-    assert counts["changed"] == 0 and counts["failed"] == 0, changed_tasks(result.stdout)
-    assert secret not in result.stdout + result.stderr
+    for counts in recaps(result.stdout).values():
+        assert counts["changed"] == 0 and counts["failed"] == 0, changed_tasks(result.stdout)
+    for secret in secrets:
+        assert secret not in result.stdout + result.stderr
 
 
 def changed_tasks(output: str) -> list[str]:

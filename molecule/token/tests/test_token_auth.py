@@ -6,11 +6,10 @@ import json
 import os
 import pathlib
 import shlex
-import urllib.parse
 
 import pytest
 
-from registry_checks import REGISTRY, Instance, assert_check_mode_changes_nothing, playbook
+from registry_checks import REGISTRY, Instance, assert_check_mode_changes_nothing, playbook, token
 
 ADMIN = ("admin", "molecule-admin-secret")
 ALICE = ("alice", "molecule-alice-secret")
@@ -24,15 +23,6 @@ def robot(name: str) -> tuple[str, str]:
     files = list((EPHEMERAL / "robots").glob(f"*-{name.replace('$', '_')}.json"))
     assert len(files) == 1, files
     return name, json.loads(files[0].read_text())["secret"]
-
-
-def token(instance, creds: tuple[str, str] | None, *scopes: str) -> tuple[int, dict]:
-    query = urllib.parse.urlencode([("service", REGISTRY)] + [("scope", scope) for scope in scopes])
-    auth = f"-u {shlex.quote(':'.join(creds))}" if creds else ""
-    result = instance.run(f"curl -sS {auth} -o /tmp/token.json -w '%{{http_code}}' "
-                          f"'https://{REGISTRY}/auth/token?{query}'")
-    body = instance.host.file("/tmp/token.json").content_string
-    return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
 
 
 def claims(jwt: str) -> dict:

@@ -41,10 +41,10 @@ CONFIG_KEYS = {
     "registry_binary": (str,), "registry_config": (str,), "registry_user": (str, type(None)),
     "service": (str,), "readonly_dropin": (str,), "socket": (str,),
     "storage_root": (str, type(None)), "cache_dirs": (list,), "delete_untagged": (bool,),
-    "lock_file": (str,), "probe_timeout": (int, float),
+    "lock_file": (str,), "probe_timeout": (int, float), "environment_file": (str, type(None)),
 }
 ABSOLUTE_KEYS = ("registry_binary", "registry_config", "readonly_dropin", "socket",
-                 "storage_root", "lock_file")
+                 "storage_root", "lock_file", "environment_file")
 
 
 class GCError(Exception):
@@ -235,15 +235,30 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def read_environment(path: str | None) -> dict[str, str]:
+    """KEY=VALUE lines of the registry's systemd EnvironmentFile (object-store credentials)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise GCError("config", f"cannot read the registry's environment file {path}: {exc.strerror}") from None
+    found = (line.partition("=") for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    return {name.strip(): value for name, sep, value in found if sep}
+
+
 def garbage_collect(config: dict, dry_run: bool, delete_untagged: bool) -> dict | None:
     """Run garbage-collect; its counts, or None when the store has no repositories yet."""
+    environment = dict(os.environ, **read_environment(config["environment_file"]))
     argv = [config["registry_binary"], "garbage-collect"]
     argv += ["--dry-run"] * dry_run + ["--delete-untagged"] * delete_untagged
     argv.append(config["registry_config"])
     if config["registry_user"] is not None:
         argv = ["runuser", "-u", config["registry_user"], "--"] + argv
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as output:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                env=environment)
         try:
             returncode = proc.wait()
         except BaseException:

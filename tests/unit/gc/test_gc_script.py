@@ -278,6 +278,7 @@ def write_config(tmp_path: pathlib.Path, registry: Registry, **overrides) -> pat
         "delete_untagged": False,
         "lock_file": str(tmp_path / "gc.lock"),
         "probe_timeout": 20,
+        "environment_file": None,
         **overrides,
     }
     path = tmp_path / "registry-gc.json"
@@ -378,6 +379,23 @@ def test_parses_real_delete_untagged_output_and_the_script_runner(populated, tmp
     counts = gc.garbage_collect(config, True, True)
     # 2.8 counts the untagged children of the index as eligible: the danger guarded against.
     assert counts["manifests"] == 2 and counts["blobs"] > 1
+
+
+def test_garbage_collect_reads_the_registry_environment_file(populated, tmp_path):
+    # Object-store credentials reach Distribution only through its environment overrides.
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    environment = tmp_path / "registry.env"
+    environment.write_text(f"# secrets\nREGISTRY_HTTP_SECRET=x\nREGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY={empty}\n")
+    config = json.loads(write_config(tmp_path, populated[0], environment_file=str(environment)).read_text())
+    assert gc.garbage_collect(config, True, False) is None
+    config["environment_file"] = None
+    assert gc.garbage_collect(config, True, False)["blobs"] > 0
+
+
+def test_missing_environment_file_is_a_config_error(tmp_path):
+    with pytest.raises(gc.GCError, match="environment file"):
+        gc.read_environment(str(tmp_path / "missing.env"))
 
 
 def test_parse_rejects_output_without_summary():
