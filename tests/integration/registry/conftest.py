@@ -3,8 +3,10 @@
 - ``registry``: a ``docker-registry`` process on 127.0.0.1 with a temporary filesystem
   storage and deletes enabled (plain HTTP);
 - ``registry_nodelete``: the same with ``storage.delete.enabled: false``;
-- ``gateway``: a real nginx in front of ``registry`` with TLS (a throwaway CA and
-  certificate made with ``cryptography``) and ``auth_basic`` (a bcrypt htpasswd line).
+- ``gateway``: a real nginx in front of ``registry`` running the gateway role's own
+  nginx.conf (rendered by tools/gateway_render.py: TLS with a throwaway CA and certificate
+  made with ``cryptography``, htpasswd mode with a bcrypt line, the blob cache);
+  ``start_gateway`` starts further ones (token mode, other role variables).
 
 Images are real OCI layouts from ``tools/oci_image.py``, pushed with skopeo.  Modules run
 through ``ansible-playbook`` with ``ANSIBLE_COLLECTIONS_PATH=.build/collections``.
@@ -28,6 +30,8 @@ import urllib.request
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tools"))
+import gateway_render  # noqa: E402  pylint: disable=wrong-import-position
 COLLECTIONS = ROOT / ".build" / "collections"
 PLAYBOOKS = ROOT / "tests" / "integration" / "playbooks"
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -185,13 +189,6 @@ def registry_nodelete(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Re
     server.stop()
 
 
-class Gateway:
-    def __init__(self, url: str, ca: pathlib.Path, error_log: pathlib.Path) -> None:
-        self.url = url
-        self.ca = ca
-        self.error_log = error_log
-
-
 def make_pki(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -231,56 +228,70 @@ def make_pki(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathl
     return ca_path, cert_path, key_path
 
 
-@pytest.fixture(scope="session")
-def gateway(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Gateway]:
-    bcrypt = pytest.importorskip("bcrypt", reason="pip install bcrypt (for the htpasswd line)")
+class Gateway:
+    """nginx with the role's own nginx.conf (tools/gateway_render.py) in front of a registry."""
+
+    def __init__(self, work: pathlib.Path, port: int, ca: pathlib.Path, process: subprocess.Popen) -> None:
+        self.work = work
+        self.port = port
+        self.host = "localhost:%d" % port  # a name: TLS without SNI (an IP address) is refused
+        self.url = "https://" + self.host
+        self.ca = ca
+        self.process = process
+        self.error_log = work / "error.log"
+        self.access_log = work / "access.log"
+        self.cache = work / "cache"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def start_gateway(registry_upstream: str, auth: str = "htpasswd", token_upstream: str = "",
+                  **role_vars: t.Any) -> Gateway:
+    """Render the gateway role's nginx.conf for loopback and start nginx on it.
+
+    htpasswd mode has one user, ``USER``/``PASSWORD``; ``role_vars`` are further role variables.
+    """
     import ssl
 
-    work = tmp_path_factory.mktemp("nginx")
-    ca, cert, key = make_pki(work)
-    htpasswd = work / "htpasswd"
-    htpasswd.write_text("%s:%s\n" % (USER, bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()))
-    port = free_port()
-    error_log = work / "error.log"
-    temp = "\n".join("    %s_temp_path %s;" % (kind, work / kind) for kind in
-                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = work / "nginx.conf"
-    conf.write_text("""user root;
-worker_processes 1;
-error_log %(error_log)s info;
-events { worker_connections 256; }
-http {
-    access_log %(work)s/access.log;
-%(temp)s
-    server {
-        listen 127.0.0.1:%(port)d ssl;
-        server_name localhost;
-        ssl_certificate %(cert)s;
-        ssl_certificate_key %(key)s;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        client_max_body_size 0;
-        location /v2/ {
-            auth_basic "Dockyard registry";
-            auth_basic_user_file %(htpasswd)s;
-            add_header Docker-Distribution-Api-Version registry/2.0 always;
-            proxy_pass http://%(upstream)s;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_read_timeout 900;
-        }
-    }
-}
-""" % {"error_log": error_log, "work": work, "temp": temp, "port": port, "cert": cert, "key": key,
-       "htpasswd": htpasswd, "upstream": registry.host})
-    process = subprocess.Popen(
-        ["nginx", "-p", str(work), "-c", str(conf), "-e", str(error_log),
-         "-g", "daemon off; pid %s;" % (work / "nginx.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    context = ssl.create_default_context(cafile=str(ca))
-    wait_http("https://127.0.0.1:%d/v2/" % port, process, error_log, context)
-    yield Gateway("https://127.0.0.1:%d" % port, ca, error_log)
-    process.terminate()
-    process.wait(10)
+    work = gateway_render.workdir()
+    try:
+        ca, cert, key = make_pki(work)
+        htpasswd = None
+        if auth == "htpasswd":
+            bcrypt = pytest.importorskip("bcrypt", reason="pip install bcrypt (for the htpasswd line)")
+            htpasswd = work / "htpasswd"
+            hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+            htpasswd.write_text("%s:%s\n" % (USER, hashed))
+        port = free_port()
+        variables = gateway_render.loopback_vars(
+            work, https_port=port, http_port=free_port(), registry=registry_upstream, certificate=cert, key=key,
+            auth=auth, token=token_upstream, htpasswd=htpasswd, **role_vars)
+        conf = gateway_render.render(work / "nginx.conf", variables)
+        process = subprocess.Popen(gateway_render.nginx_argv(conf), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.STDOUT)
+        wait_http("https://localhost:%d/v2/" % port, process, work / "error.log",
+                  ssl.create_default_context(cafile=str(ca)))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Gateway(work, port, ca, process)
+
+
+@pytest.fixture(scope="session")
+def gateway(registry: Registry) -> t.Iterator[Gateway]:
+    if os.geteuid() != 0:
+        pytest.skip("the gateway runs nginx as the role does (workers as www-data): run as root")
+    server = start_gateway(registry.host)
+    yield server
+    server.stop()
 
 
 class PlaybookResult:
