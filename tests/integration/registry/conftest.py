@@ -68,7 +68,7 @@ def wait_http(url: str, process: subprocess.Popen, log: pathlib.Path, context: t
 class Registry:
     """A docker-registry process; ``stop``/``start`` keep its storage (for garbage-collect)."""
 
-    def __init__(self, workdir: pathlib.Path, delete: bool = True) -> None:
+    def __init__(self, workdir: pathlib.Path, delete: bool = True, auth: dict[str, t.Any] | None = None) -> None:
         self.workdir = workdir
         self.storage = workdir / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -84,6 +84,7 @@ class Registry:
                         "delete": {"enabled": delete},
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": self.host, "secret": secrets.token_hex(16)},
+            **({"auth": auth} if auth else {}),
         }))
         self.process: subprocess.Popen | None = None
 
@@ -335,3 +336,69 @@ def playbook(tmp_path: pathlib.Path) -> t.Callable[..., PlaybookResult]:
     def run(name: str, extra: dict[str, t.Any], *flags: str) -> PlaybookResult:
         return run_playbook(name, extra, tmp_path, *flags)
     return run
+
+
+# --- token mode: the token service and registries that trust it ---------------------------
+
+TOKEN_USERS = {"admin": "admin-pw-" + secrets.token_hex(4), "reader": "reader-pw-" + secrets.token_hex(4)}
+
+
+class TokenService:
+    """The role's token service under Debian's gunicorn on loopback, with a fixed account store.
+
+    ``admin`` may do everything everywhere; ``reader`` may pull ``pub/*`` and ``pub-*/*`` only.
+    """
+
+    def __init__(self, workdir: pathlib.Path) -> None:
+        import bcrypt
+        from token_stack import ISSUER, SERVICE, SERVICE_FILES, SYSTEM_PYTHON, write_key_pair
+
+        self.issuer, self.service = ISSUER, SERVICE
+        _key, _cert, key_path, self.certificate = write_key_pair(workdir, "token")
+        store = {"version": 1, "robots": {},
+                 "users": {name: {"password_hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode(),
+                                  "groups": [], "disabled": False} for name, password in TOKEN_USERS.items()},
+                 "rules": [{"subject": "user:admin", "repository": "*",
+                            "actions": ["pull", "push", "delete", "catalog"]},
+                           {"subject": "user:reader", "repository": "pub/*", "actions": ["pull"]}]}
+        (workdir / "accounts.json").write_text(json.dumps(store))
+        (workdir / "accounts.json").chmod(0o600)
+        self.port = free_port()
+        self.upstream = "127.0.0.1:%d" % self.port
+        self.url = "http://%s/auth/token" % self.upstream
+        (workdir / "config.json").write_text(json.dumps({
+            "issuer": ISSUER, "service": SERVICE, "key": str(key_path), "certificate": str(self.certificate),
+            "store": str(workdir / "accounts.json"), "lifetime": 900, "cache_ttl": 60,
+            "audit_log": str(workdir / "audit.jsonl"), "audit_stdout": False}))
+        self.log = workdir / "gunicorn.log"
+        self.argv = [SYSTEM_PYTHON, "-m", "gunicorn", "--bind", self.upstream, "--workers", "2",
+                     "--chdir", str(SERVICE_FILES), "dockyard_token.wsgi:application"]
+        self.env = dict(os.environ, DOCKYARD_TOKEN_CONFIG=str(workdir / "config.json"))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        wait_http("http://%s/healthz" % self.upstream, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def registry_auth(self) -> dict[str, t.Any]:
+        return {"token": {"realm": self.url, "service": self.service, "issuer": self.issuer,
+                          "rootcertbundle": str(self.certificate)}}
+
+
+@pytest.fixture(scope="session")
+def token_service(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[TokenService]:
+    sys.path.insert(0, str(ROOT / "tests" / "integration" / "token_service"))
+    from token_stack import MISSING as TOKEN_MISSING
+    if TOKEN_MISSING:
+        pytest.skip("needs %s" % ", ".join(TOKEN_MISSING))
+    service = TokenService(tmp_path_factory.mktemp("token-service"))
+    service.start()
+    yield service
+    service.stop()
