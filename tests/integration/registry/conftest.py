@@ -65,6 +65,17 @@ def wait_http(url: str, process: subprocess.Popen, log: pathlib.Path, context: t
     raise RuntimeError("%s did not answer on %s" % (process.args, url))
 
 
+def end_process(process: subprocess.Popen | None) -> None:
+    """TERM, then KILL after 10 s, of a server this test run started."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Registry:
     """A docker-registry process; ``stop``/``start`` keep its storage (for garbage-collect)."""
 
@@ -95,13 +106,7 @@ class Registry:
         wait_http(self.url + "/v2/", self.process, self.log)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process = None
 
     def garbage_collect(self) -> str:
@@ -244,13 +249,7 @@ class Gateway:
         self.cache = work / "cache"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -382,9 +381,7 @@ class TokenService:
         wait_http("http://%s/healthz" % self.upstream, self.process, self.log)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        end_process(self.process)
         self.process = None
 
     def registry_auth(self) -> dict[str, t.Any]:
