@@ -171,6 +171,8 @@ def normalise(response: Response, origin: str) -> dict[str, t.Any]:
         body = json.loads(neutral(response.body.decode()))
     except (UnicodeDecodeError, ValueError):
         pass
+    if isinstance(body, dict) and isinstance(body.get("tags"), list):
+        body["tags"] = sorted(body["tags"])  # Distribution 2.8 lists tags in storage order, not sorted
     if isinstance(body, dict):
         for error in body.get("errors") or []:
             if isinstance(error.get("detail"), list):  # the access list of a 401, in random order

@@ -8,6 +8,12 @@ client acts on (``Location``, ``Range``, ``Docker-Content-Digest``, ``Docker-Upl
 UUIDs and ``_state`` tokens are made neutral; the Bearer realm is checked on its own (the
 gateway names itself, on the name and port the client used). Both auth modes, with and
 without the blob cache.
+
+Distribution 2.8's own deviations from the OCI distribution spec show on both sides: tag
+lists ignore ``n`` and ``last`` (no ``Link``) and come in storage order, not lexical order;
+challenges list scopes and actions in random order; unknown paths are a plain-text 404 and
+a wrong method a plain-text 405. Where the gateway answers itself it differs on purpose
+(test_gateway_behaviour.py): paths outside the API are a JSON 404, TRACE a JSON 405.
 """
 from __future__ import annotations
 
