@@ -93,7 +93,9 @@ def render(dest: pathlib.Path, variables: dict[str, t.Any], validate: bool = Tru
         task: dict[str, t.Any] = {"src": str(ROLE / "templates" / "nginx.conf.j2"), "dest": str(dest), "mode": "0644"}
         if validate:
             task["validate"] = "%s -t -q -c %%s" % (nginx_binary() or "nginx")
-        play = [{"hosts": "localhost", "gather_facts": False,
+        # Minimal facts (distribution and release): the template may choose per release, and
+        # this machine's nginx (validate) is the one this release ships.
+        play = [{"hosts": "localhost", "gather_facts": True, "gather_subset": ["!all"],
                  "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
                  "tasks": [{"name": "Render nginx.conf", "ansible.builtin.template": task}]}]
         (scratch / "render.yml").write_text(json.dumps(play), encoding="utf-8")
