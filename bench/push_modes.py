@@ -11,8 +11,8 @@ Everything runs on loopback in one temporary directory and stops by itself:
   token service is the role's code under Debian's gunicorn (2 sync workers), one user
   hashed at bcrypt cost 12, credential cache 60 s.
 
-The nginx servers follow roles/gateway/templates/nginx.conf.j2 (``proxy_request_buffering
-off``, ``client_max_body_size 0``, keepalive upstreams, the production TLS settings). The
+The nginx servers run the role's own roles/gateway/templates/nginx.conf.j2, rendered by
+tools/gateway_render.py (the blob cache off: every blob is new in every push). The
 same OCI image (tools/oci_image.py, ``--layers`` x ``--layer-size`` gzip layers) is
 pushed with ``skopeo copy`` to a new repository every time, with a new blob info cache, so
 every blob is uploaded (the run fails if one is mounted or skipped). One untimed warm-up
@@ -51,6 +51,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import gateway_render  # noqa: E402  pylint: disable=wrong-import-position
 TOKEN_FILES = ROOT / "roles" / "token_service" / "files"
 OCI_TOOL = ROOT / "tools" / "oci_image.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -66,9 +68,8 @@ START_TIMEOUT = 20
 PUSH_TIMEOUT = 300
 MB = 1_000_000
 NOBODY = 65534
-TLS_CIPHERS = ":".join([
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"])
+# Clients name the gateway: TLS without SNI (an IP address) is refused, as on a real host.
+SERVER_NAME = "localhost"
 
 
 HEADER = ("mode", "push s", "min-max s", "/direct", "MB/s", "requests", "conns", "401s", "token req", "token ms")
@@ -114,8 +115,8 @@ def certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Cert
     if issuer is None:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         return builder.sign(key, hashes.SHA256())
-    builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]),
-                                    critical=False)
+    builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
+                                                                 x509.DNSName(SERVER_NAME)]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -252,128 +253,16 @@ def start_token_service(procs: Processes, work: pathlib.Path, password: str) -> 
          "dockyard_token.wsgi:application"],
         log, env=dict(os.environ, DOCKYARD_TOKEN_CONFIG=str(work / "config.json")))
     wait_ready("http://%s/healthz" % config["events_listen"], process, log)
+    sock.chmod(0o666)  # nginx's workers (www-data) connect; on a host the socket's group does it
     notification = {"name": "dockyard-audit", "url": "http://%s/events" % config["events_listen"],
                     "headers": {"Authorization": ["Bearer " + events_secret]},
                     "timeout": "2s", "threshold": 5, "backoff": "5s", "ignore": {"actions": []}}
     return TokenService(sock, signing_cert, notification, work / "audit.jsonl")
 
 
-SECURITY_HEADERS = """
-            add_header Strict-Transport-Security "max-age=31536000" always;
-            add_header X-Content-Type-Options nosniff always;
-            add_header X-Frame-Options DENY always;
-            add_header Referrer-Policy no-referrer always;"""
-
-# roles/gateway/templates/nginx.conf.j2 on loopback, without the plain HTTP and
-# reject-handshake servers, the blob cache and the audit fields this benchmark does not read.
-NGINX_CONF = """%(user)s
-worker_processes auto;
-pid %(work)s/nginx.pid;
-error_log %(work)s/error.log warn;
-events { worker_connections 1024; }
-http {
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_timeout 65s;
-    server_tokens off;
-    client_max_body_size 1m;
-%(temp_paths)s
-    map $upstream_http_docker_distribution_api_version $dockyard_api_version {
-        "" "registry/2.0";
-        default "";
-    }
-    log_format dockyard_audit escape=json
-        '{"time":"$time_iso8601","user":"$remote_user","method":"$request_method","uri":"$uri",'
-        '"status":$status,"bytes_received":$request_length,"duration":$request_time,"connection":"$connection"}';
-    access_log %(work)s/access.log dockyard_audit;
-    upstream dockyard_registry {
-        server %(loopback)s:%(registry_port)d;
-        keepalive 32;
-    }
-%(token_upstream)s
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers %(ciphers)s;
-    ssl_ecdh_curve X25519:prime256v1:secp384r1;
-    ssl_prefer_server_ciphers off;
-    ssl_session_timeout 1d;
-    ssl_session_cache shared:DockyardTLS:10m;
-    ssl_session_tickets off;
-    server {
-        listen %(loopback)s:%(port)d ssl http2;
-        server_name %(loopback)s;
-        ssl_certificate %(cert)s;
-        ssl_certificate_key %(key)s;
-        location / {%(security_headers)s
-            return 404;
-        }
-        location /v2/ {%(auth_basic)s
-            add_header Docker-Distribution-Api-Version $dockyard_api_version always;%(security_headers)s
-            client_max_body_size 0;
-            chunked_transfer_encoding on;
-            proxy_pass http://dockyard_registry;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_hide_header X-Content-Type-Options;
-            proxy_request_buffering off;
-            proxy_buffer_size 64k;
-            proxy_buffers 32 64k;
-            proxy_busy_buffers_size 256k;
-            proxy_read_timeout 900s;
-            proxy_send_timeout 900s;
-            client_body_timeout 900s;
-            send_timeout 900s;
-        }
-%(token_location)s
-    }
-}
-"""
-
-TOKEN_UPSTREAM = """    upstream dockyard_token {
-        server unix:%s;
-        keepalive 16;
-    }
-    limit_req_zone $binary_remote_addr zone=dockyard_token:10m rate=20r/s;"""
-
-TOKEN_LOCATION = """        location = /auth/token {
-            limit_req zone=dockyard_token burst=40 nodelay;
-            limit_req_status 429;%s
-            proxy_pass http://dockyard_token;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Request-Id $request_id;
-        }""" % SECURITY_HEADERS
-
-
-def nginx_config(work: pathlib.Path, port: int, registry_port: int, tls: Tls, htpasswd: pathlib.Path | None,
-                 token_socket: pathlib.Path | None) -> str:
-    temp_paths = "\n".join("    %s_temp_path %s;" % (kind, work / kind)
-                           for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    auth_basic = ('\n            auth_basic "Dockyard registry";\n            auth_basic_user_file %s;' % htpasswd
-                  if htpasswd else "")
-    return NGINX_CONF % {
-        # Root's temporary directory is not readable by www-data: workers run as root here.
-        "user": "user root;" if os.geteuid() == 0 else "", "work": work, "temp_paths": temp_paths,
-        "loopback": LOOPBACK, "registry_port": registry_port, "ciphers": TLS_CIPHERS, "port": port,
-        "cert": tls.cert, "key": tls.key, "security_headers": SECURITY_HEADERS, "auth_basic": auth_basic,
-        "token_upstream": TOKEN_UPSTREAM % token_socket if token_socket else "",
-        "token_location": TOKEN_LOCATION if token_socket else "",
-    }
-
-
 def start_nginx(procs: Processes, work: pathlib.Path, registry_port: int, tls: Tls, password: str = "",
                 token_socket: pathlib.Path | None = None, port: int = 0) -> int:
-    """A gateway: htpasswd mode with ``password``, token mode with ``token_socket``; its port."""
+    """A gateway on the role's own nginx.conf: htpasswd mode with ``password``, token mode with ``token_socket``; its port."""
     work.mkdir()
     htpasswd = None
     if password:
@@ -381,12 +270,19 @@ def start_nginx(procs: Processes, work: pathlib.Path, registry_port: int, tls: T
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(HTPASSWD_COST)).decode()
         htpasswd.write_text("%s:%s\n" % (USER, hashed), encoding="utf-8")
     port = port or free_port()
-    conf = work / "nginx.conf"
-    conf.write_text(nginx_config(work, port, registry_port, tls, htpasswd, token_socket), encoding="utf-8")
+    variables = gateway_render.loopback_vars(
+        work, https_port=port, http_port=free_port(), registry="%s:%d" % (LOOPBACK, registry_port),
+        certificate=tls.cert, key=tls.key, auth="token" if token_socket else "htpasswd",
+        token="unix:%s" % token_socket if token_socket else "", htpasswd=htpasswd,
+        # Every blob is new in every push: the cache is not what this benchmark compares.
+        gateway__blob_cache_enabled=False)
+    try:
+        conf = gateway_render.render(work / "nginx.conf", variables)
+    except gateway_render.RenderError as error:
+        raise BenchError(str(error)) from error
     log = work / "error.log"
-    process = procs.start([str(find_binary("nginx")), "-p", str(work), "-c", str(conf), "-e", str(log),
-                           "-g", "daemon off;"], log)
-    wait_ready("https://%s:%d/v2/" % (LOOPBACK, port), process, log,
+    process = procs.start(gateway_render.nginx_argv(conf), log)
+    wait_ready("https://%s:%d/v2/" % (SERVER_NAME, port), process, log,
                ssl.create_default_context(cafile=str(tls.ca_dir / "ca.crt")))
     return port
 
@@ -517,9 +413,9 @@ def start_all(procs: Processes, work: pathlib.Path, password: str) -> dict[str, 
     return {
         "direct": Target("direct", "%s:%d" % (LOOPBACK, direct_port), ["--dest-tls-verify=false", "--dest-no-creds"],
                          work / "registry-direct" / "registry.log"),
-        "htpasswd": Target("htpasswd", "%s:%d" % (LOOPBACK, basic_port), gateway_flags,
+        "htpasswd": Target("htpasswd", "%s:%d" % (SERVER_NAME, basic_port), gateway_flags,
                            work / "nginx-htpasswd" / "access.log"),
-        "token": Target("token", "%s:%d" % (LOOPBACK, token_port), gateway_flags, work / "nginx-token" / "access.log"),
+        "token": Target("token", "%s:%d" % (SERVER_NAME, token_port), gateway_flags, work / "nginx-token" / "access.log"),
     }
 
 
@@ -615,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print("bench/push_modes.py: missing %s" % "; ".join(missing), file=sys.stderr)
         return 2
-    work = pathlib.Path(tempfile.mkdtemp(prefix="dockyard-push-modes-"))
+    work = gateway_render.workdir("dockyard-push-modes-")  # nginx's workers (www-data) read in it
     try:
         seconds, counts, size = measure(args, work)
     except (BenchError, subprocess.TimeoutExpired) as error:

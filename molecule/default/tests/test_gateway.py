@@ -92,6 +92,27 @@ def test_blob_cache_serves_hits_only_after_authentication(instance):
         assert leaked < 1024 < size
 
 
+def test_a_deleted_blob_is_gone_at_once_even_after_cache_hits(instance):
+    instance.push_image("cache/deleted:1", seed="cache-deleted")
+    path = _blob_path(instance, "cache/deleted:1")
+    statuses = [instance.http(path, creds=READER)[1].get("x-cache-status") for _attempt in range(2)]
+    assert statuses[-1] == "HIT", statuses
+    assert instance.http(path, method="DELETE", creds=PUSHER)[0] == 202
+    status, headers, _size = instance.http(path, creds=READER)
+    assert status == 404 and "x-cache-status" not in headers
+    assert json.loads(instance.body())["errors"][0]["code"] == "BLOB_UNKNOWN"
+
+
+def test_errors_of_the_gateway_are_registry_errors(instance):
+    for path, creds, method, expected in (("/v2/", None, "GET", 401), ("/v2/no/such/path", READER, "GET", 404),
+                                          ("/", None, "GET", 404), ("/v2/", READER, "TRACE", 405)):
+        status, headers, _size = instance.http(path, creds=creds, method=method)
+        assert status == expected, (path, status)
+        assert headers["content-type"] == "application/json", headers
+        assert headers["docker-distribution-api-version"] == "registry/2.0"
+        assert json.loads(instance.body())["errors"][0]["code"]
+
+
 def test_manifests_tag_lists_and_errors_are_never_cached(instance):
     instance.push_image("cache/manifest:1", seed="cache-manifest")
     for path in ("/v2/cache/manifest/manifests/1", "/v2/cache/manifest/tags/list", "/v2/_catalog",

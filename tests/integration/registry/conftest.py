@@ -3,8 +3,10 @@
 - ``registry``: a ``docker-registry`` process on 127.0.0.1 with a temporary filesystem
   storage and deletes enabled (plain HTTP);
 - ``registry_nodelete``: the same with ``storage.delete.enabled: false``;
-- ``gateway``: a real nginx in front of ``registry`` with TLS (a throwaway CA and
-  certificate made with ``cryptography``) and ``auth_basic`` (a bcrypt htpasswd line).
+- ``gateway``: a real nginx in front of ``registry`` running the gateway role's own
+  nginx.conf (rendered by tools/gateway_render.py: TLS with a throwaway CA and certificate
+  made with ``cryptography``, htpasswd mode with a bcrypt line, the blob cache);
+  ``start_gateway`` starts further ones (token mode, other role variables).
 
 Images are real OCI layouts from ``tools/oci_image.py``, pushed with skopeo.  Modules run
 through ``ansible-playbook`` with ``ANSIBLE_COLLECTIONS_PATH=.build/collections``.
@@ -28,6 +30,8 @@ import urllib.request
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tools"))
+import gateway_render  # noqa: E402  pylint: disable=wrong-import-position
 COLLECTIONS = ROOT / ".build" / "collections"
 PLAYBOOKS = ROOT / "tests" / "integration" / "playbooks"
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -61,10 +65,21 @@ def wait_http(url: str, process: subprocess.Popen, log: pathlib.Path, context: t
     raise RuntimeError("%s did not answer on %s" % (process.args, url))
 
 
+def end_process(process: subprocess.Popen | None) -> None:
+    """TERM, then KILL after 10 s, of a server this test run started."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Registry:
     """A docker-registry process; ``stop``/``start`` keep its storage (for garbage-collect)."""
 
-    def __init__(self, workdir: pathlib.Path, delete: bool = True) -> None:
+    def __init__(self, workdir: pathlib.Path, delete: bool = True, auth: dict[str, t.Any] | None = None) -> None:
         self.workdir = workdir
         self.storage = workdir / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -80,6 +95,7 @@ class Registry:
                         "delete": {"enabled": delete},
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": self.host, "secret": secrets.token_hex(16)},
+            **({"auth": auth} if auth else {}),
         }))
         self.process: subprocess.Popen | None = None
 
@@ -90,13 +106,7 @@ class Registry:
         wait_http(self.url + "/v2/", self.process, self.log)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process = None
 
     def garbage_collect(self) -> str:
@@ -185,28 +195,6 @@ def registry_nodelete(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Re
     server.stop()
 
 
-class Gateway:
-    def __init__(self, url: str, ca: pathlib.Path, error_log: pathlib.Path, htpasswd: pathlib.Path) -> None:
-        self.url = url
-        self.ca = ca
-        self.error_log = error_log
-        self.htpasswd = htpasswd  # nginx reads it on every request
-
-    def status(self, user: str, password: str) -> int:
-        """HTTP status of ``GET /v2/`` with these Basic credentials."""
-        import base64
-        import ssl
-
-        credentials = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
-        request = urllib.request.Request(self.url + "/v2/", headers={"Authorization": "Basic " + credentials})
-        try:
-            with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=str(self.ca)),
-                                        timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
-
-
 def make_pki(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -246,56 +234,80 @@ def make_pki(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathl
     return ca_path, cert_path, key_path
 
 
-@pytest.fixture(scope="session")
-def gateway(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Gateway]:
-    bcrypt = pytest.importorskip("bcrypt", reason="pip install bcrypt (for the htpasswd line)")
+class Gateway:
+    """nginx with the role's own nginx.conf (tools/gateway_render.py) in front of a registry."""
+
+    def __init__(self, work: pathlib.Path, port: int, ca: pathlib.Path, process: subprocess.Popen,
+                 htpasswd: pathlib.Path | None = None) -> None:
+        self.work = work
+        self.htpasswd = htpasswd  # htpasswd mode: nginx reads it on every request
+        self.port = port
+        self.host = "localhost:%d" % port  # a name: TLS without SNI (an IP address) is refused
+        self.url = "https://" + self.host
+        self.ca = ca
+        self.process = process
+        self.error_log = work / "error.log"
+        self.access_log = work / "access.log"
+        self.cache = work / "cache"
+
+    def stop(self) -> None:
+        end_process(self.process)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def status(self, user: str, password: str) -> int:
+        """HTTP status of ``GET /v2/`` with these Basic credentials."""
+        import base64
+        import ssl
+
+        credentials = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        request = urllib.request.Request(self.url + "/v2/", headers={"Authorization": "Basic " + credentials})
+        try:
+            with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=str(self.ca)),
+                                        timeout=10) as response:  # noqa: S310 - loopback only
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+
+def start_gateway(registry_upstream: str, auth: str = "htpasswd", token_upstream: str = "",
+                  **role_vars: t.Any) -> Gateway:
+    """Render the gateway role's nginx.conf for loopback and start nginx on it.
+
+    htpasswd mode has one user, ``USER``/``PASSWORD``; ``role_vars`` are further role variables.
+    """
     import ssl
 
-    work = tmp_path_factory.mktemp("nginx")
-    ca, cert, key = make_pki(work)
-    htpasswd = work / "htpasswd"
-    htpasswd.write_text("%s:%s\n" % (USER, bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()))
-    port = free_port()
-    error_log = work / "error.log"
-    temp = "\n".join("    %s_temp_path %s;" % (kind, work / kind) for kind in
-                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    conf = work / "nginx.conf"
-    conf.write_text("""user root;
-worker_processes 1;
-error_log %(error_log)s info;
-events { worker_connections 256; }
-http {
-    access_log %(work)s/access.log;
-%(temp)s
-    server {
-        listen 127.0.0.1:%(port)d ssl;
-        server_name localhost;
-        ssl_certificate %(cert)s;
-        ssl_certificate_key %(key)s;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        client_max_body_size 0;
-        location /v2/ {
-            auth_basic "Dockyard registry";
-            auth_basic_user_file %(htpasswd)s;
-            add_header Docker-Distribution-Api-Version registry/2.0 always;
-            proxy_pass http://%(upstream)s;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_read_timeout 900;
-        }
-    }
-}
-""" % {"error_log": error_log, "work": work, "temp": temp, "port": port, "cert": cert, "key": key,
-       "htpasswd": htpasswd, "upstream": registry.host})
-    process = subprocess.Popen(
-        ["nginx", "-p", str(work), "-c", str(conf), "-e", str(error_log),
-         "-g", "daemon off; pid %s;" % (work / "nginx.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    context = ssl.create_default_context(cafile=str(ca))
-    wait_http("https://127.0.0.1:%d/v2/" % port, process, error_log, context)
-    yield Gateway("https://127.0.0.1:%d" % port, ca, error_log, htpasswd)
-    process.terminate()
-    process.wait(10)
+    work = gateway_render.workdir()
+    try:
+        ca, cert, key = make_pki(work)
+        htpasswd = None
+        if auth == "htpasswd":
+            bcrypt = pytest.importorskip("bcrypt", reason="pip install bcrypt (for the htpasswd line)")
+            htpasswd = work / "htpasswd"
+            hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+            htpasswd.write_text("%s:%s\n" % (USER, hashed))
+        port = free_port()
+        variables = gateway_render.loopback_vars(
+            work, https_port=port, http_port=free_port(), registry=registry_upstream, certificate=cert, key=key,
+            auth=auth, token=token_upstream, htpasswd=htpasswd, **role_vars)
+        conf = gateway_render.render(work / "nginx.conf", variables)
+        process = subprocess.Popen(gateway_render.nginx_argv(conf), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.STDOUT)
+        wait_http("https://localhost:%d/v2/" % port, process, work / "error.log",
+                  ssl.create_default_context(cafile=str(ca)))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Gateway(work, port, ca, process, htpasswd)
+
+
+@pytest.fixture(scope="session")
+def gateway(registry: Registry) -> t.Iterator[Gateway]:
+    if os.geteuid() != 0:
+        pytest.skip("the gateway runs nginx as the role does (workers as www-data): run as root")
+    server = start_gateway(registry.host)
+    yield server
+    server.stop()
 
 
 class PlaybookResult:
@@ -339,3 +351,67 @@ def playbook(tmp_path: pathlib.Path) -> t.Callable[..., PlaybookResult]:
     def run(name: str, extra: dict[str, t.Any], *flags: str) -> PlaybookResult:
         return run_playbook(name, extra, tmp_path, *flags)
     return run
+
+
+# --- token mode: the token service and registries that trust it ---------------------------
+
+TOKEN_USERS = {"admin": "admin-pw-" + secrets.token_hex(4), "reader": "reader-pw-" + secrets.token_hex(4)}
+
+
+class TokenService:
+    """The role's token service under Debian's gunicorn on loopback, with a fixed account store.
+
+    ``admin`` may do everything everywhere; ``reader`` may pull ``pub/*`` and ``pub-*/*`` only.
+    """
+
+    def __init__(self, workdir: pathlib.Path) -> None:
+        import bcrypt
+        from token_stack import ISSUER, SERVICE, SERVICE_FILES, SYSTEM_PYTHON, write_key_pair
+
+        self.issuer, self.service = ISSUER, SERVICE
+        _key, _cert, key_path, self.certificate = write_key_pair(workdir, "token")
+        store = {"version": 1, "robots": {},
+                 "users": {name: {"password_hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode(),
+                                  "groups": [], "disabled": False} for name, password in TOKEN_USERS.items()},
+                 "rules": [{"subject": "user:admin", "repository": "*",
+                            "actions": ["pull", "push", "delete", "catalog"]},
+                           {"subject": "user:reader", "repository": "pub/*", "actions": ["pull"]}]}
+        (workdir / "accounts.json").write_text(json.dumps(store))
+        (workdir / "accounts.json").chmod(0o600)
+        self.port = free_port()
+        self.upstream = "127.0.0.1:%d" % self.port
+        self.url = "http://%s/auth/token" % self.upstream
+        (workdir / "config.json").write_text(json.dumps({
+            "issuer": ISSUER, "service": SERVICE, "key": str(key_path), "certificate": str(self.certificate),
+            "store": str(workdir / "accounts.json"), "lifetime": 900, "cache_ttl": 60,
+            "audit_log": str(workdir / "audit.jsonl"), "audit_stdout": False}))
+        self.log = workdir / "gunicorn.log"
+        self.argv = [SYSTEM_PYTHON, "-m", "gunicorn", "--bind", self.upstream, "--workers", "2",
+                     "--chdir", str(SERVICE_FILES), "dockyard_token.wsgi:application"]
+        self.env = dict(os.environ, DOCKYARD_TOKEN_CONFIG=str(workdir / "config.json"))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        wait_http("http://%s/healthz" % self.upstream, self.process, self.log)
+
+    def stop(self) -> None:
+        end_process(self.process)
+        self.process = None
+
+    def registry_auth(self) -> dict[str, t.Any]:
+        return {"token": {"realm": self.url, "service": self.service, "issuer": self.issuer,
+                          "rootcertbundle": str(self.certificate)}}
+
+
+@pytest.fixture(scope="session")
+def token_service(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[TokenService]:
+    sys.path.insert(0, str(ROOT / "tests" / "integration" / "token_service"))
+    from token_stack import MISSING as TOKEN_MISSING
+    if TOKEN_MISSING:
+        pytest.skip("needs %s" % ", ".join(TOKEN_MISSING))
+    service = TokenService(tmp_path_factory.mktemp("token-service"))
+    service.start()
+    yield service
+    service.stop()
