@@ -19,6 +19,11 @@ class Instance:
     def __init__(self, host):
         self.host = host
 
+    @property
+    def name(self) -> str:
+        """The instance's inventory name: scenarios run on several Debian releases at once."""
+        return self.host.backend.get_hostname()
+
     def run(self, command: str, *, ok: bool = True):
         result = self.host.run(command)
         if ok:
@@ -63,20 +68,25 @@ class Instance:
         return int(self.run(f"systemctl show -p MainPID --value {unit}").stdout.strip())
 
 
-def playbook(*arguments: str) -> subprocess.CompletedProcess:
-    """Run a playbook from the controller against the scenario's inventory."""
+def playbook(*arguments: str, limit: str = "") -> subprocess.CompletedProcess:
+    """Run a playbook from the controller against the scenario's inventory (or one instance of it)."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(project, ".build", "collections"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *arguments]
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+               *(["--limit", limit] if limit else []), *arguments]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
 def recap(output: str) -> dict[str, int]:
-    """The PLAY RECAP counters of the instance."""
-    line = re.search(r"^dockyard-\S+\s+:\s+(.*)$", output, re.MULTILINE)
-    assert line, output[-2000:]
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line.group(1))}
+    """The PLAY RECAP counters, added up over every instance the playbook ran on."""
+    lines = re.findall(r"^dockyard-\S+\s+:\s+(.*)$", output, re.MULTILINE)
+    assert lines, output[-2000:]
+    counts: dict[str, int] = {}
+    for line in lines:
+        for key, value in re.findall(r"(\w+)=(\d+)", line):
+            counts[key] = counts.get(key, 0) + int(value)
+    return counts
 
 
 def assert_check_mode_changes_nothing(secret: str) -> None:
@@ -85,6 +95,14 @@ def assert_check_mode_changes_nothing(secret: str) -> None:
     counts = recap(result.stdout)
     assert counts["changed"] == 0 and counts["failed"] == 0, changed_tasks(result.stdout)
     assert secret not in result.stdout + result.stderr
+
+
+def assert_nginx_config_is_clean(instance: Instance) -> None:
+    """`nginx -t` says only that the configuration is fine: no [warn] or [notice] lines,
+    on whichever nginx the release ships (1.22 and 1.26 want different HTTP/2 syntax)."""
+    result = instance.run("nginx -t")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("nginx: ") for line in lines), result.stderr
 
 
 def changed_tasks(output: str) -> list[str]:

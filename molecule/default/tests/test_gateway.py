@@ -6,7 +6,17 @@ import re
 
 import pytest
 
-from registry_checks import PUSHER, READER, REGISTRY
+from registry_checks import PUSHER, READER, REGISTRY, assert_nginx_config_is_clean
+
+
+def test_nginx_checks_its_configuration_without_a_warning(instance):
+    assert_nginx_config_is_clean(instance)
+
+
+def test_clients_get_http2(instance):
+    result = instance.run(f"curl -sS --http2 -u {':'.join(READER)} -o /dev/null -w '%{{http_version}}' "
+                          f"https://{REGISTRY}/v2/")
+    assert result.stdout.strip() == "2"
 
 
 @pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
