@@ -121,6 +121,17 @@ def test_a_project_robot_pushes_only_inside_its_namespace(instance):
     assert not can_pull(instance, ADMIN, "team-b/ci:1")
 
 
+def test_podman_pushes_and_pulls_through_the_token_flow(instance):
+    layout = "/tmp/oci-podman"
+    instance.run(f"rm -rf {layout} && oci-image {layout} --tag 1 --seed podman-token")
+    image_id = instance.run(f"podman pull -q oci:{layout}:1").stdout.strip()
+    auth = "--authfile /tmp/podman-token-auth.json"
+    instance.run(f"podman login {auth} -u {ALICE[0]} -p {ALICE[1]} {REGISTRY}")
+    instance.run(f"podman push -q {auth} {image_id} docker://{REGISTRY}/team-a/podman:1")
+    instance.run(f"podman rmi -f {image_id}")
+    assert instance.run(f"podman pull -q {auth} {REGISTRY}/team-a/podman:1").stdout.strip() == image_id
+
+
 def test_group_members_push_to_their_team_only(instance, app_image):
     assert copy(instance, ALICE, "team-a/alice:1", "alice").rc == 0
     assert copy(instance, BOB, "team-a/bob:1", "bob").rc != 0
