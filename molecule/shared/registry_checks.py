@@ -20,6 +20,11 @@ class Instance:
     def __init__(self, host):
         self.host = host
 
+    @property
+    def name(self) -> str:
+        """The instance's inventory name: scenarios run on several Debian releases at once."""
+        return self.host.backend.get_hostname()
+
     def run(self, command: str, *, ok: bool = True):
         result = self.host.run(command)
         if ok:
@@ -89,12 +94,13 @@ def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra
     return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
 
 
-def playbook(*arguments: str) -> subprocess.CompletedProcess:
-    """Run a playbook from the controller against the scenario's inventory."""
+def playbook(*arguments: str, limit: str = "") -> subprocess.CompletedProcess:
+    """Run a playbook from the controller against the scenario's inventory (or one instance of it)."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(project, ".build", "collections"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *arguments]
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+               *(["--limit", limit] if limit else []), *arguments]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
@@ -107,8 +113,12 @@ def recaps(output: str) -> dict[str, dict[str, int]]:
 
 
 def recap(output: str) -> dict[str, int]:
-    """The PLAY RECAP counters of the (first) instance."""
-    return next(iter(recaps(output).values()))
+    """The PLAY RECAP counters, added up over every instance the playbook ran on."""
+    counts: dict[str, int] = {}
+    for host_counts in recaps(output).values():
+        for key, value in host_counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return counts
 
 
 def assert_check_mode_changes_nothing(*secrets: str) -> None:
@@ -118,6 +128,14 @@ def assert_check_mode_changes_nothing(*secrets: str) -> None:
         assert counts["changed"] == 0 and counts["failed"] == 0, changed_tasks(result.stdout)
     for secret in secrets:
         assert secret not in result.stdout + result.stderr
+
+
+def assert_nginx_config_is_clean(instance: Instance) -> None:
+    """`nginx -t` says only that the configuration is fine: no [warn] or [notice] lines,
+    on whichever nginx the release ships (1.22 and 1.26 want different HTTP/2 syntax)."""
+    result = instance.run("nginx -t")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("nginx: ") for line in lines), result.stderr
 
 
 def changed_tasks(output: str) -> list[str]:

@@ -15,8 +15,8 @@ def test_gc_playbook_runs_the_safe_collection_and_reports():
     assert recap(result.stdout)["failed"] == 0
 
 
-def test_bad_input_is_refused_before_anything_changes(host):
-    before = host.file("/etc/nginx/nginx.conf").content_string
+def test_bad_input_is_refused_before_anything_changes(instance):
+    before = instance.host.file("/etc/nginx/nginx.conf").content_string
     cases = {
         "gateway__server_name=not_a_host!": "gateway__server_name",
         "registry__storage_path=relative/path": "registry__storage_path",
@@ -25,10 +25,10 @@ def test_bad_input_is_refused_before_anything_changes(host):
         "gateway__tls_certificate=/tmp/cert.pem": "gateway__tls_certificate_key",
     }
     for extra, mentioned in cases.items():
-        result = playbook("-e", "dockyard_hosts=registry", "-e", extra, "dockyard.registry.site")
+        result = playbook("-e", "dockyard_hosts=registry", "-e", extra, "dockyard.registry.site", limit=instance.name)
         assert result.returncode != 0, extra
         assert mentioned in result.stdout + result.stderr, (extra, result.stderr[-2000:])
         assert "Traceback" not in result.stdout + result.stderr
         counts = recap(result.stdout)
         assert counts["changed"] == 0, (extra, counts)
-    assert host.file("/etc/nginx/nginx.conf").content_string == before
+    assert instance.host.file("/etc/nginx/nginx.conf").content_string == before

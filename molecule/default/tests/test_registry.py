@@ -69,6 +69,12 @@ def test_packaged_config_is_replaced(instance):
     assert "enabled: true" in config.split("delete:")[1].splitlines()[1]
 
 
+def test_package_files_stay_as_debian_ships_them_but_the_replaced_config(instance):
+    # dpkg --verify lists what differs from the package (Debian 13 ships a htpasswd conffile).
+    report = instance.run("dpkg --verify docker-registry", ok=False).stdout
+    assert [line.split()[-1] for line in report.splitlines()] == ["/etc/docker/registry/config.yml"], report
+
+
 def test_kernel_and_session_limits_are_dropped_in(host):
     sysctl = host.file("/etc/sysctl.d/60-dockyard.conf").content_string
     assert "net.core.somaxconn = 4096" in sysctl and "fs.file-max = 2097152" in sysctl

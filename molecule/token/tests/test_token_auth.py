@@ -9,7 +9,8 @@ import shlex
 
 import pytest
 
-from registry_checks import REGISTRY, Instance, assert_check_mode_changes_nothing, playbook, token
+from registry_checks import (REGISTRY, Instance, assert_check_mode_changes_nothing, assert_nginx_config_is_clean,
+                             playbook, token)
 
 ADMIN = ("admin", "molecule-admin-secret")
 ALICE = ("alice", "molecule-alice-secret")
@@ -18,11 +19,11 @@ EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def robot(name: str) -> tuple[str, str]:
-    """Credentials of a robot from the inventory, as the role kept them on the controller."""
-    files = list((EPHEMERAL / "robots").glob(f"*-{name.replace('$', '_')}.json"))
-    assert len(files) == 1, files
-    return name, json.loads(files[0].read_text())["secret"]
+def robot(instance, name: str) -> tuple[str, str]:
+    """Credentials of a robot from the inventory, as the role kept them on the controller
+    (one file per instance: each has its own account store)."""
+    secret_file = EPHEMERAL / "robots" / f"{instance.name}-{name.replace('$', '_')}.json"
+    return name, json.loads(secret_file.read_text())["secret"]
 
 
 def claims(jwt: str) -> dict:
@@ -57,6 +58,24 @@ def app_image(host):
     return "team-a/app:1"
 
 
+def test_nginx_checks_its_configuration_without_a_warning(instance):
+    assert_nginx_config_is_clean(instance)
+
+
+@pytest.mark.parametrize("creds", [ALICE, None], ids=["user", "anonymous"])
+def test_tokens_pass_every_check_of_the_instances_own_pyjwt(instance, creds):
+    # PyJWT 2.10 (Debian 13) also requires `sub` and `jti` to be strings.
+    _status, body = token(instance, creds, "repository:team-a/app:pull")
+    script = ("import jwt, sys\n"
+              "from cryptography import x509\n"
+              "key = x509.load_pem_x509_certificate(open('/etc/dockyard/token-signing.crt', 'rb').read()).public_key()\n"
+              "claims = jwt.decode(sys.argv[1], key, algorithms=['ES256'], audience=sys.argv[2], issuer='dockyard-token',\n"
+              "                    options={'require': ['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti']})\n"
+              "print(repr(claims['sub']))\n")
+    result = instance.run(f"python3 -c {shlex.quote(script)} {body['token']} {REGISTRY}")
+    assert result.stdout.strip() == repr(creds[0] if creds else "")
+
+
 def test_registry_sends_a_bearer_challenge(instance):
     status, headers, _size = instance.http("/v2/")
     assert status == 401
@@ -77,7 +96,7 @@ def test_wrong_password_gets_401_from_the_token_service(instance):
 
 
 def test_a_pull_only_robot_pulls_but_cannot_push(instance, app_image):
-    deploy = robot("robot$deploy")
+    deploy = robot(instance, "robot$deploy")
     assert can_pull(instance, deploy, app_image)
     result = copy(instance, deploy, "team-a/app:2", "deploy-push")
     assert result.rc != 0 and ("denied" in result.stderr or "unauthorized" in result.stderr), result.stderr
@@ -85,11 +104,22 @@ def test_a_pull_only_robot_pulls_but_cannot_push(instance, app_image):
 
 
 def test_a_project_robot_pushes_only_inside_its_namespace(instance):
-    ci = robot("robot$team-a+ci")
+    ci = robot(instance, "robot$team-a+ci")
     assert copy(instance, ci, "team-a/ci:1", "ci-push").rc == 0
     assert can_pull(instance, ADMIN, "team-a/ci:1")
     assert copy(instance, ci, "team-b/ci:1", "ci-elsewhere").rc != 0
     assert not can_pull(instance, ADMIN, "team-b/ci:1")
+
+
+def test_podman_pushes_and_pulls_through_the_token_flow(instance):
+    layout = "/tmp/oci-podman"
+    instance.run(f"rm -rf {layout} && oci-image {layout} --tag 1 --seed podman-token")
+    image_id = instance.run(f"podman pull -q oci:{layout}:1").stdout.strip()
+    auth = "--authfile /tmp/podman-token-auth.json"
+    instance.run(f"podman login {auth} -u {ALICE[0]} -p {ALICE[1]} {REGISTRY}")
+    instance.run(f"podman push -q {auth} {image_id} docker://{REGISTRY}/team-a/podman:1")
+    instance.run(f"podman rmi -f {image_id}")
+    assert instance.run(f"podman pull -q {auth} {REGISTRY}/team-a/podman:1").stdout.strip() == image_id
 
 
 def test_group_members_push_to_their_team_only(instance, app_image):
@@ -102,7 +132,7 @@ def test_only_the_admin_lists_the_catalog(instance, app_image):
     status, body = token(instance, ADMIN, "registry:catalog:*")
     assert status == 200
     assert bearer(instance, "/v2/_catalog", body["token"]) == 200
-    for creds in (ALICE, robot("robot$team-a+ci"), None):
+    for creds in (ALICE, robot(instance, "robot$team-a+ci"), None):
         status, body = token(instance, creds, "registry:catalog:*")
         assert status == 200 and claims(body["token"])["access"] == []
         assert bearer(instance, "/v2/_catalog", body["token"]) == 401
@@ -118,21 +148,21 @@ def test_a_token_for_one_repository_does_not_open_another(instance, app_image):
 def test_revoked_and_expired_robots_are_refused_at_their_next_token_request(instance, app_image):
     for change in ({"robot_disabled": True}, {"robot_expires_at": "2020-01-01"}):
         name = "robot$temporary+" + next(iter(change)).split("_")[1]
-        secret_file = EPHEMERAL / f"{name.replace('$', '_')}.secret"
+        secret_file = EPHEMERAL / f"{instance.name}-{name.replace('$', '_')}.secret"
         created = playbook(str(SCENARIO / "robot.yml"), "-e", json.dumps({
             "robot_name": name, "robot_secret_file": str(secret_file),
-            "robot_permissions": [{"repository": "team-a/*", "actions": ["pull"]}]}))
+            "robot_permissions": [{"repository": "team-a/*", "actions": ["pull"]}]}), limit=instance.name)
         assert created.returncode == 0, created.stdout[-2000:]
         creds = (name, secret_file.read_text())
         assert token(instance, creds, "repository:team-a/app:pull")[0] == 200
         assert can_pull(instance, creds, app_image)
         changed = playbook(str(SCENARIO / "robot.yml"), "-e", json.dumps(
-            {"robot_name": name, "robot_secret_file": str(secret_file), **change}))
+            {"robot_name": name, "robot_secret_file": str(secret_file), **change}), limit=instance.name)
         assert changed.returncode == 0, changed.stdout[-2000:]
         assert token(instance, creds, "repository:team-a/app:pull")[0] == 401
         assert not can_pull(instance, creds, app_image)
         playbook(str(SCENARIO / "robot.yml"), "-e", json.dumps(
-            {"robot_name": name, "robot_secret_file": str(secret_file), "robot_state": "absent"}))
+            {"robot_name": name, "robot_secret_file": str(secret_file), "robot_state": "absent"}), limit=instance.name)
 
 
 def forge(instance, case: str) -> str:
@@ -190,7 +220,7 @@ def test_cached_blobs_are_served_only_to_clients_the_registry_authorises(instanc
     manifest = json.loads(instance.run(f"skopeo inspect --raw --creds {':'.join(ADMIN)} "
                                        f"docker://{REGISTRY}/{app_image}").stdout)
     path = f"/v2/team-a/app/blobs/{manifest['layers'][0]['digest']}"
-    _status, body = token(instance, robot("robot$deploy"), "repository:team-a/app:pull")
+    _status, body = token(instance, robot(instance, "robot$deploy"), "repository:team-a/app:pull")
     allowed = f"-H 'Authorization: Bearer {body['token']}'"
     statuses = [instance.http(path, extra=allowed)[1].get("x-cache-status") for _attempt in range(2)]
     assert statuses[-1] == "HIT"
@@ -200,7 +230,7 @@ def test_cached_blobs_are_served_only_to_clients_the_registry_authorises(instanc
     status, _headers, size = instance.http(path, extra=f"-H 'Authorization: Bearer {body['token']}'")
     assert status == 401 and size < 1024
     missing = "/v2/team-a/app/blobs/sha256:" + "0" * 64
-    _status, body = token(instance, robot("robot$deploy"), "repository:team-a/app:pull")
+    _status, body = token(instance, robot(instance, "robot$deploy"), "repository:team-a/app:pull")
     assert instance.http(missing, extra=f"-H 'Authorization: Bearer {body['token']}'")[0] == 404
 
 
@@ -267,7 +297,7 @@ def test_password_guessing_is_refused_for_that_account_and_address_only(instance
 
 
 def test_audit_log_records_token_decisions_and_registry_events(instance, app_image):
-    copy(instance, robot("robot$team-a+ci"), "team-a/audited:1", "audited")
+    copy(instance, robot(instance, "robot$team-a+ci"), "team-a/audited:1", "audited")
     lines = [json.loads(line) for line in
              instance.host.file("/var/log/dockyard/token/audit.jsonl").content_string.splitlines()]
     decisions = [entry for entry in lines if entry.get("subject") == "robot:robot$team-a+ci"]
@@ -284,28 +314,32 @@ def test_check_mode_on_a_converged_host_changes_nothing():
     assert_check_mode_changes_nothing(ADMIN[1])
 
 
-def content_modules(user: tuple[str, str], **extra: str):
+def content_report(instance) -> pathlib.Path:
+    return EPHEMERAL / f"content-{instance.name}.json"
+
+
+def content_modules(instance, user: tuple[str, str], **extra: str):
     return playbook(str(SCENARIO / "modules.yml"), "-e", json.dumps(
-        {"content_user": user[0], "content_password": user[1], "content_report": str(EPHEMERAL / "content.json"),
-         **extra}))
+        {"content_user": user[0], "content_password": user[1], "content_report": str(content_report(instance)),
+         **extra}), limit=instance.name)
 
 
 def test_content_modules_follow_the_bearer_challenge(instance, app_image):
-    result = content_modules(robot("robot$deploy"))
+    result = content_modules(instance, robot(instance, "robot$deploy"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    found = json.loads((EPHEMERAL / "content.json").read_text())
+    found = json.loads(content_report(instance).read_text())
     tags = {tag["name"]: tag for repo in found for tag in repo["tags"]}
     assert tags["1"]["digest"] == instance.inspect(app_image, creds=ADMIN)["Digest"]
 
 
 def test_content_modules_report_refused_deletes_clearly(instance, app_image):
     assert copy(instance, ADMIN, "team-a/app:doomed", "doomed").rc == 0
-    refused = content_modules(robot("robot$deploy"), content_delete_tag="doomed")
+    refused = content_modules(instance, robot(instance, "robot$deploy"), content_delete_tag="doomed")
     assert refused.returncode != 0
     assert "401" in refused.stdout + refused.stderr or "403" in refused.stdout + refused.stderr
     assert "Traceback" not in refused.stdout + refused.stderr
     assert can_pull(instance, ADMIN, "team-a/app:doomed")
-    deleted = content_modules(ADMIN, content_delete_tag="doomed")
+    deleted = content_modules(instance, ADMIN, content_delete_tag="doomed")
     assert deleted.returncode == 0, deleted.stdout[-3000:]
     assert not can_pull(instance, ADMIN, "team-a/app:doomed")
     assert can_pull(instance, ADMIN, app_image)
