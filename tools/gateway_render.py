@@ -97,7 +97,9 @@ def render(dest: pathlib.Path, variables: dict[str, t.Any], validate: bool = Tru
         # this machine's nginx (validate) is the one this release ships.
         play = [{"hosts": "localhost", "gather_facts": True, "gather_subset": ["!all"],
                  "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
-                 "tasks": [{"name": "Render nginx.conf", "ansible.builtin.template": task}]}]
+                 "tasks": [{"name": "Load the settings of this Debian release",
+                            "ansible.builtin.include_vars": str(ROLE / "vars" / "{{ _gateway__release }}.yml")},
+                           {"name": "Render nginx.conf", "ansible.builtin.template": task}]}]
         (scratch / "render.yml").write_text(json.dumps(play), encoding="utf-8")
         (scratch / "vars.json").write_text(json.dumps(variables), encoding="utf-8")
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
