@@ -27,10 +27,10 @@ machine_uri() {  # $1: "debian" or "debian-security"
 }
 mirror=${DOCKYARD_DEBIAN_MIRROR:-$(machine_uri debian)}
 security_mirror=${DOCKYARD_DEBIAN_SECURITY_MIRROR:-$(machine_uri debian-security)}
-[ -n "$mirror" ] && [ -n "$security_mirror" ] || {
+if [ -z "$mirror" ] || [ -z "$security_mirror" ]; then
     echo "build-base-image: no Debian archive found in /etc/apt; set DOCKYARD_DEBIAN_MIRROR and DOCKYARD_DEBIAN_SECURITY_MIRROR" >&2
     exit 2
-}
+fi
 
 # The image is rebuilt when this recipe or the archives it uses change.
 recipe=$(printf '%s %s %s' "$(sha256sum "$0")" "$mirror" "$security_mirror" | sha256sum | cut -c1-16)
@@ -75,8 +75,8 @@ printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroo
 # podman's boot-time units fail without a user session and leave systemd "degraded".
 chroot "$root" systemctl mask podman-auto-update.service podman-restart.service podman-clean-transient.service \
     >/dev/null 2>&1
+# Package lists stay, as on a real host (the roles refresh them when older than an hour).
 chroot "$root" apt-get clean
-rm -rf "$root"/var/lib/apt/lists/*
 tar -C "$root" -c . | docker import -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' \
     -c "LABEL dockyard.recipe=$recipe" -c "LABEL dockyard.release=$suite" - "$image" >/dev/null
 echo "base image $image built"

@@ -13,6 +13,10 @@ description:
   - Writes the users of an htpasswd file with bcrypt hashes of a chosen cost.
   - A hash is replaced only when the password or the cost really changed, so a second run changes nothing.
   - The file is written atomically; diff and the result name users, never hashes or passwords.
+  - A new file is created with mode C(0600) unless O(mode) says otherwise; an existing file keeps its
+    owner, group and mode unless the file options say otherwise.
+  - A user listed more than once in the file (nginx uses the first line) is written once and reported
+    in RV(updated). Comment lines are kept while nothing else changes.
 requirements:
   - bcrypt (Debian package C(python3-bcrypt)) on the target.
 attributes:
@@ -38,7 +42,8 @@ options:
         type: str
         required: true
       password:
-        description: The user's password.
+        description:
+          - The user's password; 1 to 72 bytes in UTF-8 (bcrypt uses no more), no NUL character.
         type: str
         required: true
   cost:
@@ -78,7 +83,7 @@ added:
   elements: str
   sample: [alice]
 updated:
-  description: Users whose password or cost changed.
+  description: Users whose password or cost changed, or who were listed more than once in the file.
   returned: always
   type: list
   elements: str
@@ -94,6 +99,7 @@ removed:
 import os
 import re
 import tempfile
+import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -112,20 +118,28 @@ class HtpasswdError(Exception):
     """An error the module reports as it is."""
 
 
-def read_entries(path: str) -> dict[str, str]:
+def read_entries(path: str) -> tuple[dict[str, str], set[str]]:
+    """The first hash of each user (the one nginx checks), and the users listed more than once."""
     if not os.path.exists(path):
-        return {}
-    entries = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, digest = line.partition(":")
-            if not sep:
-                raise HtpasswdError(f"{path}:{number} is not an htpasswd line (name:hash)")
+        return {}, set()
+    entries: dict[str, str] = {}
+    repeated = set()
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            lines = handle.read().splitlines()
+    except UnicodeDecodeError:
+        raise HtpasswdError(f"{path} is not UTF-8 text; it is not an htpasswd file this module can manage") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, digest = line.partition(":")
+        if not sep:
+            raise HtpasswdError(f"{path}:{number} is not an htpasswd line (name:hash)")
+        if name in entries:
+            repeated.add(name)
+        else:
             entries[name] = digest
-    return entries
+    return entries, repeated
 
 
 def matches(password: str, digest: str, cost: int) -> bool:
@@ -138,7 +152,18 @@ def matches(password: str, digest: str, cost: int) -> bool:
         return False
 
 
-def reconcile(current: dict[str, str], users: list[dict], cost: int, exclusive: bool) -> tuple[dict[str, str], dict]:
+def check_password(name: str, password: str) -> None:
+    if not password:
+        raise HtpasswdError(f"user {name!r} has an empty password")
+    if "\0" in password:
+        raise HtpasswdError(f"the password of user {name!r} contains a NUL character, which bcrypt cannot hash")
+    if len(password.encode("utf-8")) > 72:
+        raise HtpasswdError(f"the password of user {name!r} is longer than 72 bytes in UTF-8; bcrypt ignores "
+                            "everything after the 72nd byte, so use a shorter one")
+
+
+def reconcile(current: dict[str, str], users: list[dict], cost: int, exclusive: bool,
+              repeated: t.AbstractSet[str] = frozenset()) -> tuple[dict[str, str], dict]:
     wanted = {}
     report: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
     for user in users:
@@ -147,10 +172,9 @@ def reconcile(current: dict[str, str], users: list[dict], cost: int, exclusive: 
             raise HtpasswdError(f"user name {name!r} is invalid: use 1 to 64 letters, digits, '.', '_' or '-'")
         if name in wanted:
             raise HtpasswdError(f"user {name!r} is listed twice")
-        if not password:
-            raise HtpasswdError(f"user {name!r} has an empty password")
+        check_password(name, password)
         digest = current.get(name)
-        if digest is not None and matches(password, digest, cost):
+        if digest is not None and name not in repeated and matches(password, digest, cost):
             wanted[name] = digest
             continue
         report["updated" if digest is not None else "added"].append(name)
@@ -163,11 +187,14 @@ def reconcile(current: dict[str, str], users: list[dict], cost: int, exclusive: 
             report["removed"].append(name)
         else:
             result[name] = digest
+            if name in repeated:
+                report["updated"].append(name)
     return result, report
 
 
 def write_atomically(module: AnsibleModule, path: str, entries: dict[str, str]) -> None:
     directory = os.path.dirname(path) or "."
+    creating = not os.path.exists(path)
     fd, temp = tempfile.mkstemp(prefix=".htpasswd.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -176,6 +203,8 @@ def write_atomically(module: AnsibleModule, path: str, entries: dict[str, str]) 
             os.fsync(handle.fileno())
         os.chmod(temp, 0o600)
         module.atomic_move(temp, path)
+        if creating and module.params["mode"] is None:
+            os.chmod(path, 0o600)  # atomic_move gives a new file 0666 & ~umask: hashes for all to read
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
@@ -188,8 +217,8 @@ def run(module: AnsibleModule) -> dict:
     path = params["path"]
     if not os.path.isdir(os.path.dirname(path) or "."):
         raise HtpasswdError(f"the directory of {path} does not exist")
-    current = read_entries(path)
-    entries, report = reconcile(current, params["users"], params["cost"], params["exclusive"])
+    current, repeated = read_entries(path)
+    entries, report = reconcile(current, params["users"], params["cost"], params["exclusive"], repeated)
     changed = any(report.values()) or not os.path.exists(path)
     if changed and not module.check_mode:
         write_atomically(module, path, entries)

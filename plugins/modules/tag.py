@@ -14,6 +14,11 @@ description:
   - With O(source_repository), the image is copied from another repository of the same registry. Its
     blobs are mounted (C(POST .../blobs/uploads/?mount=...&from=...)), and only copied when the
     registry declines to mount them; the platform manifests of an index are copied too.
+  - Only verified bytes are stored. A manifest read by digest (O(source) or a platform manifest of an
+    index) must hash to that digest, whatever the registry's C(Docker-Content-Digest) header says; a
+    C(Docker-Content-Digest) header that is present must match the bytes, when read by tag too. The module
+    fails, naming the repository and both digests, and writes nothing when they differ. Digests may be
+    sha256, sha384 or sha512.
 extends_documentation_fragment:
   - dockyard.registry.registry
 attributes:
@@ -36,7 +41,8 @@ options:
     required: true
   source:
     description:
-      - The tag (V(1.4.2)) or digest (V(sha256:...)) whose image O(tag) should point at.
+      - The tag (V(1.4.2)) or digest (V(sha256:...), also V(sha384:) or V(sha512:)) whose image O(tag)
+        should point at.
     type: str
     required: true
   source_repository:

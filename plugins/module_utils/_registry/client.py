@@ -8,7 +8,8 @@ Quirks handled here so that nothing above has to know them:
 - a repository whose tags were all deleted lists ``"tags": null``;
 - manifests come in four media types; the Accept header must name them all or the
   registry rewrites (schema1) or hides (index) what it stores;
-- ``Docker-Content-Digest`` is checked against the bytes received;
+- a manifest fetched by digest must hash to that digest, whatever ``Docker-Content-Digest``
+  says; a ``Docker-Content-Digest`` that is present must match the bytes too (by tag as well);
 - blob GETs may be redirected to a storage backend, which must not see our credentials.
 """
 from __future__ import annotations
@@ -20,8 +21,9 @@ import typing as t
 import urllib.parse
 
 from .auth import Authenticator, unauthorized
-from .errors import RegistryError, RegistryNotFound, http_error
+from .errors import InvalidInput, RegistryDigestMismatch, RegistryError, RegistryNotFound, http_error
 from .transport import Response, Transport
+from .validation import digest_algorithm
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -83,6 +85,31 @@ class Manifest:
 
 def sha256_digest(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def digest_for(body: bytes, algorithm: str) -> str:
+    return "%s:%s" % (algorithm, hashlib.new(algorithm, body).hexdigest())
+
+
+def verified_digest(body: bytes, repository: str, reference: str, announced: str) -> str:
+    """The sha256 digest of manifest bytes, after checking them against what was asked and announced.
+
+    By digest, the bytes must hash to the digest asked for, whatever ``Docker-Content-Digest``
+    says. A ``Docker-Content-Digest`` that is present must match the bytes as well, by tag too;
+    without one, a manifest fetched by tag is taken as received (its digest is its bytes' own).
+    """
+    digest = sha256_digest(body)
+    claims = ([(reference, "digest requested")] if ":" in reference else []) + (
+        [(announced, "Docker-Content-Digest")] if announced else [])
+    for expected, source in claims:
+        algorithm = digest_algorithm(expected)
+        if algorithm is None:
+            raise RegistryError("manifest %s of %s: cannot verify the %s %r: only sha256, sha384 and sha512 "
+                                "digests (lowercase hex) can be checked" % (reference, repository, source, expected))
+        computed = digest if algorithm == "sha256" else digest_for(body, algorithm)
+        if computed != expected:
+            raise RegistryDigestMismatch(repository, reference, expected, computed, source)
+    return digest
 
 
 def scope_for(method: str, repository: str | None) -> str:
@@ -151,13 +178,14 @@ class RegistryClient:
         return self._paginate("/v2/%s/tags/list?n=%d" % (repository, PAGE_SIZE), "tags", repository)
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """The manifest a tag or digest names, its bytes verified (see ``verified_digest``)."""
+        if ":" in reference and digest_algorithm(reference) is None:
+            raise InvalidInput("%r is not a digest that can be verified: sha256, sha384 or sha512 with lowercase "
+                               "hex digits" % (reference,))
         path = "/v2/%s/manifests/%s" % (repository, reference)
         response = self.send("GET", path, repository, {"Accept": ACCEPT})
-        digest = sha256_digest(response.body)
-        announced = response.header("Docker-Content-Digest")
-        expected = reference if reference.startswith("sha256:") else announced
-        if expected and expected.startswith("sha256:") and expected != digest:
-            raise RegistryError("GET %s: the manifest's bytes hash to %s, not %s" % (path, digest, expected))
+        digest = verified_digest(response.body, repository, reference,
+                                 response.header("Docker-Content-Digest").strip())
         media_type = response.header("Content-Type").split(";")[0].strip()
         return Manifest(response.body, media_type, digest)
 
@@ -193,6 +221,9 @@ class RegistryClient:
 
     def get_blob(self, repository: str, digest: str) -> bytes:
         path = "/v2/%s/blobs/%s" % (repository, digest)
+        algorithm = digest_algorithm(digest)
+        if algorithm is None:
+            raise RegistryError("GET %s: cannot verify a blob digest that is not sha256, sha384 or sha512" % path)
         response = self.send("GET", path, repository, ok=(200, 301, 302, 303, 307, 308))
         if response.status != 200:
             # A storage backend's pre-signed URL: follow it without our Authorization.
@@ -200,7 +231,7 @@ class RegistryClient:
             response = self.transport.request("GET", target, {})
             if response.status != 200:
                 raise http_error("GET", urllib.parse.urlsplit(target).path, response.status, response.body)
-        if sha256_digest(response.body) != digest and digest.startswith("sha256:"):
+        if digest_for(response.body, algorithm) != digest:
             raise RegistryError("GET %s: the blob's bytes do not hash to %s" % (path, digest))
         return response.body
 

@@ -24,6 +24,22 @@ class RegistryTLSError(RegistryConnectionError):
     """The TLS handshake failed (unknown CA, wrong host name, protocol)."""
 
 
+class RegistryDigestMismatch(RegistryError):
+    """Bytes received do not hash to the digest asked for or announced.
+
+    Raised for a manifest fetched by digest whose bytes hash to something else (whatever
+    ``Docker-Content-Digest`` says) and for a ``Docker-Content-Digest`` the bytes do not match.
+    """
+
+    def __init__(self, repository: str, reference: str, expected: str, computed: str, source: str) -> None:
+        self.repository = repository
+        self.reference = reference
+        self.expected = expected
+        self.computed = computed
+        super().__init__("manifest %s of %s: the bytes received hash to %s, not to the %s %s; refusing them"
+                         % (reference, repository, computed, source, expected))
+
+
 class RegistryHTTPError(RegistryError):
     """The registry answered with an HTTP error status.
 

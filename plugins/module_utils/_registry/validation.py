@@ -13,8 +13,8 @@ from .errors import InvalidInput
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
 REPOSITORY = re.compile(r"%s(?:/%s)*" % (_COMPONENT, _COMPONENT))
 TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
-DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
-SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
+# The digest algorithms the collection can verify, with the length of their hex encoding.
+DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -36,11 +36,21 @@ def tag(name: str) -> str:
     return name
 
 
+def digest_algorithm(value: str) -> str | None:
+    """The algorithm of a digest the collection can verify (``sha256:<64 hex>`` ...); None otherwise."""
+    algorithm, _separator, encoded = value.partition(":")
+    length = DIGEST_HEX_LENGTHS.get(algorithm)
+    if length is None or len(encoded) != length or encoded.strip("0123456789abcdef"):
+        return None
+    return algorithm
+
+
 def reference(value: str) -> str:
     """A tag or a digest."""
     if ":" in value:
-        if not SHA256.fullmatch(value) and not DIGEST.fullmatch(value):
-            raise InvalidInput("%r is neither a tag nor a digest like sha256:<64 hex digits>" % (value,))
+        if digest_algorithm(value) is None:
+            raise InvalidInput("%r is neither a tag nor a digest like sha256:<64 hex digits> (sha256, sha384 or "
+                               "sha512, lowercase hex)" % (value,))
         return value
     return tag(value)
 

@@ -32,6 +32,7 @@ INDEX_MEDIA_TYPES = frozenset({
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 })
+UNREADABLE = object()
 SUMMARY_RE = re.compile(
     r"^(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible for deletion\s*$", re.M)
 EMPTY_STORE_RE = re.compile(r"Path not found: /docker/registry/v2/repositories")
@@ -117,12 +118,16 @@ def blob_path(storage_root: str, digest: str) -> str:
 
 
 def is_index(document: object) -> bool:
+    """Whether a stored manifest may have children that --delete-untagged would delete.
+
+    mediaType is optional in an OCI index, and 2.8 stores only the bytes (the Content-Type of
+    the PUT is not kept): it reads a document without mediaType as an index when it has a
+    "manifests" field.  Any document with "manifests" counts here, whatever its mediaType
+    says; a guard errs on the side of refusing.
+    """
     if not isinstance(document, dict):
         return False
-    if document.get("mediaType") in INDEX_MEDIA_TYPES:
-        return True
-    # mediaType is optional in an OCI index; its shape tells.
-    return "mediaType" not in document and "manifests" in document and "layers" not in document
+    return document.get("mediaType") in INDEX_MEDIA_TYPES or "manifests" in document
 
 
 def find_indexes(storage_root: str) -> list[str]:
@@ -135,7 +140,10 @@ def find_indexes(storage_root: str) -> list[str]:
             revisions = os.path.join(dirpath, "_manifests", "revisions", "sha256")
             for entry in sorted(os.listdir(revisions)) if os.path.isdir(revisions) else ():
                 digest = _read_link(os.path.join(revisions, entry, "link"))
-                if digest and is_index(_read_manifest(storage_root, digest)):
+                document = _read_manifest(storage_root, digest) if digest else None
+                if document is UNREADABLE:
+                    found.append(f"{repo}@{digest} (unreadable, so not ruled out)")
+                elif is_index(document):
                     found.append(f"{repo}@{digest}")
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("_"))
     return found
@@ -154,13 +162,14 @@ def _read_link(path: str) -> str | None:
 
 
 def _read_manifest(storage_root: str, digest: str) -> object:
+    """The stored manifest's document; None when its blob is gone, UNREADABLE when it is not JSON."""
     try:
         with open(blob_path(storage_root, digest), "rb") as handle:
-            return json.loads(handle.read(4 * 1024 * 1024))
+            return json.loads(handle.read())
     except FileNotFoundError:
         return None
     except ValueError:
-        return None
+        return UNREADABLE
 
 
 def tree_size(path: str) -> int:

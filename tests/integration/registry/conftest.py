@@ -186,10 +186,25 @@ def registry_nodelete(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Re
 
 
 class Gateway:
-    def __init__(self, url: str, ca: pathlib.Path, error_log: pathlib.Path) -> None:
+    def __init__(self, url: str, ca: pathlib.Path, error_log: pathlib.Path, htpasswd: pathlib.Path) -> None:
         self.url = url
         self.ca = ca
         self.error_log = error_log
+        self.htpasswd = htpasswd  # nginx reads it on every request
+
+    def status(self, user: str, password: str) -> int:
+        """HTTP status of ``GET /v2/`` with these Basic credentials."""
+        import base64
+        import ssl
+
+        credentials = base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        request = urllib.request.Request(self.url + "/v2/", headers={"Authorization": "Basic " + credentials})
+        try:
+            with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=str(self.ca)),
+                                        timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
 
 
 def make_pki(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
@@ -278,7 +293,7 @@ http {
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     context = ssl.create_default_context(cafile=str(ca))
     wait_http("https://127.0.0.1:%d/v2/" % port, process, error_log, context)
-    yield Gateway("https://127.0.0.1:%d" % port, ca, error_log)
+    yield Gateway("https://127.0.0.1:%d" % port, ca, error_log, htpasswd)
     process.terminate()
     process.wait(10)
 

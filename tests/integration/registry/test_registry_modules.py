@@ -223,6 +223,33 @@ def test_through_nginx_with_tls_and_basic_auth(registry: Registry, gateway: Gate
     assert registry.tags("gw/app") == ["keep"]
 
 
+def test_htpasswd_users_log_in_through_nginx(gateway: Gateway, playbook: Run) -> None:
+    before = gateway.htpasswd.read_bytes()
+    users = [{"name": USER, "password": PASSWORD}, {"name": "ci", "password": "ci-" + PASSWORD}]
+
+    def htpasswd(users: list[dict[str, str]], *flags: str) -> t.Any:
+        return playbook("module.yml", {"module": "htpasswd", "registry_url": gateway.url,
+                                       "module_args": {"path": str(gateway.htpasswd), "users": users, "cost": 5}},
+                        *flags)
+
+    checked = htpasswd(users, "--check", "--diff")
+    assert checked["changed"] is True and checked["added"] == ["ci"] and gateway.htpasswd.read_bytes() == before
+    assert gateway.status("ci", "ci-" + PASSWORD) == 401
+    added = htpasswd(users)
+    # the line made elsewhere (same password, same cost) is kept as it is
+    assert (added["added"], added["updated"]) == (["ci"], []) and before in gateway.htpasswd.read_bytes()
+    assert gateway.status("ci", "ci-" + PASSWORD) == 200 and gateway.status(USER, PASSWORD) == 200
+    assert gateway.status("ci", PASSWORD) == 401
+    written = gateway.htpasswd.read_bytes()
+    again = htpasswd(users)
+    assert again["changed"] is False and gateway.htpasswd.read_bytes() == written
+    for output in (checked.output, added.output, again.output):
+        assert PASSWORD not in output and "$2b$" not in output
+    removed = htpasswd(users[:1])
+    assert removed["removed"] == ["ci"] and gateway.htpasswd.read_bytes() == before
+    assert gateway.status("ci", "ci-" + PASSWORD) == 401 and gateway.status(USER, PASSWORD) == 200
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [

@@ -188,6 +188,19 @@ class Registry:
         finally:
             connection.close()
 
+    def put_manifest(self, repo: str, reference: str, body: bytes, content_type: str) -> str:
+        """PUT a manifest as given (the registry checks it, as it does a client's push); its digest."""
+        connection = http.client.HTTPConnection(self.host, timeout=10)
+        try:
+            connection.request("PUT", f"/v2/{repo}/manifests/{reference}", body=body,
+                               headers={"Content-Type": content_type})
+            response = connection.getresponse()
+            answer = response.read()
+            assert response.status == 201, (response.status, answer)
+            return response.getheader("Docker-Content-Digest")
+        finally:
+            connection.close()
+
     def push_stray_blob(self, repo: str, data: bytes) -> str:
         """A monolithic upload (POST + PUT) that no manifest references."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -392,6 +405,41 @@ def test_detects_docker_manifest_list(registry, tmp_path):
     assert media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
 
 
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+CHILD = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "1" * 64, "size": 1}
+LAYER = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:" + "2" * 64, "size": 1}
+CONFIG = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "3" * 64, "size": 1}
+
+
+@pytest.mark.parametrize("document, expected", [
+    ({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [CHILD]}, True),
+    ({"schemaVersion": 2, "manifests": [CHILD]}, True),  # OCI index without the optional mediaType
+    ({"schemaVersion": 2, "manifests": []}, True),
+    ({"schemaVersion": 2, "manifests": [CHILD], "layers": [LAYER]}, True),  # 2.8.2 refuses these now; older stores
+    ({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+      "manifests": [CHILD]}, True),
+    ({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "manifests": [CHILD]}, True),
+    ({"schemaVersion": 2, "config": CONFIG, "layers": [LAYER]}, False),  # OCI image without mediaType
+    ({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": CONFIG,
+      "layers": [LAYER], "subject": CHILD, "artifactType": "application/vnd.example.sbom"}, False),
+    ({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+      "config": CONFIG, "layers": [LAYER]}, False),
+    ({"mediaType": "application/vnd.oci.artifact.manifest.v1+json", "blobs": [LAYER], "subject": CHILD}, False),
+    ([CHILD], False),
+    (None, False),
+])
+def test_index_shapes(document, expected):
+    assert gc.is_index(document) is expected
+
+
+def test_unreadable_manifest_is_not_ruled_out(registry, tmp_path):
+    make_layout(tmp_path, "1.0")
+    registry.push(tmp_path / "oci", "1.0", "app:1.0")
+    digest = registry.manifest_digest("app", "1.0")
+    registry.blob_file(digest).write_bytes(b"{not json")
+    assert gc.find_indexes(str(registry.storage)) == [f"app@{digest} (unreadable, so not ruled out)"]
+
+
 def test_plain_images_are_not_indexes(registry, tmp_path):
     make_layout(tmp_path, "1.0")
     registry.push(tmp_path / "oci", "1.0", "x/y/z/app:1.0")
@@ -500,6 +548,30 @@ def test_delete_untagged_refused_with_index(populated, fake_service, tmp_path, c
     assert "result=failed step=guard" in out and f"team/multi@{digests['multi']}" in out
     assert snapshot(registry.storage) == before and registry.blob_file(stray).exists()
     assert fake_service.restarts == [] and fake_service.reloads == 0
+
+
+def test_delete_untagged_refused_with_an_oci_index_stored_without_media_type(registry, tmp_path, capsys, monkeypatch):
+    """The registry takes an index without mediaType when the PUT's Content-Type names it; the guard must see it."""
+    make_layout(tmp_path, "1.0")
+    registry.push(tmp_path / "oci", "1.0", "team/bare:child")
+    child = registry.manifest_digest("team/bare", "child")
+    size = registry.blob_file(child).stat().st_size
+    body = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": child, "size": size,
+        "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    index = registry.put_manifest("team/bare", "multi", body, OCI_INDEX)
+    assert index == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert "mediaType" not in json.loads(registry.blob_file(index).read_bytes())
+    assert gc.find_indexes(str(registry.storage)) == [f"team/bare@{index}"]
+
+    config = write_config(tmp_path, registry)
+    service = FakeService(registry, json.loads(config.read_text())["readonly_dropin"])
+    monkeypatch.setattr(gc, "SystemdService", service)
+    before = snapshot(registry.storage)
+    code, out, _err = run_script(capsys, "--config", str(config), "--delete-untagged", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["step"] == "guard" and f"team/bare@{index}" in report["error"]
+    assert snapshot(registry.storage) == before and service.restarts == []
 
 
 def test_delete_untagged_refused_without_storage_root(populated, fake_service, tmp_path, capsys):

@@ -98,6 +98,23 @@ class FakeRegistry:
     def tags(self, repository: str) -> list[str]:
         return sorted(self.tag_links.get(repository, {}))
 
+    def forge(self, reference: str, body: bytes, digest_header: str | None,
+              media_type: str = OCI_MANIFEST) -> None:
+        """Answer GETs of manifest ``reference`` with ``body`` (and this Docker-Content-Digest, if any)."""
+        def answer(method: str, url: str, _headers: dict[str, str]) -> FakeResponse | None:
+            if method != "GET" or not urllib.parse.urlsplit(url).path.endswith("/manifests/" + reference):
+                return None
+            headers = {"Content-Type": media_type}
+            if digest_header is not None:
+                headers["Docker-Content-Digest"] = digest_header
+            return FakeResponse(200, headers, body)
+
+        self.before = answer
+
+    def puts(self) -> list[str]:
+        """URLs of every manifest PUT sent."""
+        return [url for method, url, _headers in self.requests if method == "PUT" and "/manifests/" in url]
+
     # -- the conversation --------------------------------------------------------------
     def count(self, method: str, fragment: str = "") -> int:
         return sum(1 for m, url, _h in self.requests if m == method and fragment in url)

@@ -1,6 +1,7 @@
 """The client on its own: pagination, challenges, retries, error messages."""
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import urllib.error
@@ -12,9 +13,11 @@ from ansible_collections.dockyard.registry.plugins.module_utils._registry import
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.auth import Authenticator, Challenge
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.client import RegistryClient
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import (
+    InvalidInput,
     RegistryAuthError,
     RegistryConnectionError,
     RegistryDeleteDisabled,
+    RegistryDigestMismatch,
     RegistryError,
     RegistryHTTPError,
     RegistryNotFound,
@@ -265,17 +268,76 @@ def test_delete_disabled_says_so(fake: FakeRegistry) -> None:
     assert "deletes are disabled on the registry (storage.delete.enabled)" in message
 
 
-def test_manifest_digest_is_verified(fake: FakeRegistry, client: RegistryClient) -> None:
-    fake.image("apps/web", "1.0", None)
+@pytest.fixture()
+def substitute(fake: FakeRegistry) -> tuple[str, str, bytes]:
+    """The digest of apps/web:1.0, and another real manifest (digest, bytes) to answer with instead."""
+    wanted = fake.image("apps/web", "1.0", None)
+    other = fake.image("apps/web", "other", None, seed="other")
+    return wanted, other, fake.manifests["apps/web"][other][0]
 
-    def lie(method: str, url: str, headers: dict[str, str]) -> FakeResponse | None:
-        if "/manifests/" in url:
-            return FakeResponse(200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
-                                      "Docker-Content-Digest": "sha256:" + "0" * 64}, b'{"schemaVersion": 2}')
-        return None
 
-    fake.before = lie
-    with pytest.raises(RegistryError, match="hash to"):
+@pytest.mark.parametrize("header", ["requested", "of the bytes", "unrelated", None])
+def test_manifest_by_digest_must_hash_to_that_digest(fake: FakeRegistry, client: RegistryClient,
+                                                     substitute: tuple[str, str, bytes], header: str | None) -> None:
+    wanted, other, body = substitute
+    announced = {"requested": wanted, "of the bytes": other, "unrelated": "sha256:" + "0" * 64, None: None}[header]
+    fake.forge(wanted, body, announced)
+    with pytest.raises(RegistryDigestMismatch) as caught:
+        client.get_manifest("apps/web", wanted)
+    error = caught.value
+    assert (error.repository, error.expected, error.computed) == ("apps/web", wanted, other)
+    message = str(error)
+    assert "apps/web" in message and wanted in message and other in message
+
+
+def test_manifest_by_digest_with_the_right_bytes_is_accepted(fake: FakeRegistry, client: RegistryClient,
+                                                             substitute: tuple[str, str, bytes]) -> None:
+    wanted = substitute[0]
+    assert client.get_manifest("apps/web", wanted).digest == wanted
+    fake.forge(wanted, fake.manifests["apps/web"][wanted][0], None)
+    assert client.get_manifest("apps/web", wanted).digest == wanted
+
+
+def test_manifest_by_tag_header_must_match_the_bytes(fake: FakeRegistry, client: RegistryClient,
+                                                     substitute: tuple[str, str, bytes]) -> None:
+    wanted, other, body = substitute
+    fake.forge("1.0", body, wanted)
+    with pytest.raises(RegistryDigestMismatch, match="Docker-Content-Digest") as caught:
+        client.get_manifest("apps/web", "1.0")
+    assert (caught.value.expected, caught.value.computed) == (wanted, other)
+    fake.forge("1.0", body, other)
+    assert client.get_manifest("apps/web", "1.0").digest == other
+    fake.forge("1.0", body, None)  # nothing claims a digest: the bytes' own is the digest
+    assert client.get_manifest("apps/web", "1.0").digest == other
+
+
+@pytest.mark.parametrize("algorithm", ["sha384", "sha512"])
+def test_manifest_by_longer_sha_digest_is_verified_with_that_algorithm(
+        fake: FakeRegistry, client: RegistryClient, substitute: tuple[str, str, bytes], algorithm: str) -> None:
+    wanted, other, body = substitute
+    right = fake.manifests["apps/web"][wanted][0]
+    reference = "%s:%s" % (algorithm, hashlib.new(algorithm, right).hexdigest())
+    fake.forge(reference, right, wanted)
+    assert client.get_manifest("apps/web", reference).digest == wanted
+    fake.forge(reference, body, other)
+    with pytest.raises(RegistryDigestMismatch) as caught:
+        client.get_manifest("apps/web", reference)
+    assert caught.value.expected == reference
+    assert caught.value.computed == "%s:%s" % (algorithm, hashlib.new(algorithm, body).hexdigest())
+
+
+@pytest.mark.parametrize("reference", ["md5:" + "0" * 32, "sha256:" + "A" * 64, "sha256:" + "0" * 63])
+def test_digest_that_cannot_be_verified_is_refused_before_any_request(fake: FakeRegistry, client: RegistryClient,
+                                                                      reference: str) -> None:
+    with pytest.raises(InvalidInput, match="not a digest that can be verified"):
+        client.get_manifest("apps/web", reference)
+    assert fake.requests == []
+
+
+def test_announced_digest_of_an_unknown_algorithm_is_refused(fake: FakeRegistry, client: RegistryClient,
+                                                             substitute: tuple[str, str, bytes]) -> None:
+    fake.forge("1.0", fake.manifests["apps/web"][substitute[0]][0], "md5:" + "0" * 32)
+    with pytest.raises(RegistryError, match="cannot verify the Docker-Content-Digest 'md5:"):
         client.get_manifest("apps/web", "1.0")
 
 

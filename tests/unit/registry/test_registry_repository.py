@@ -9,7 +9,10 @@ from registry_fakes import BASE, FakeRegistry, make_client
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import InvalidInput
+from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import (
+    InvalidInput,
+    RegistryDigestMismatch,
+)
 from ansible_collections.dockyard.registry.plugins.modules import repository
 
 NOW = 1_720_000_000.0  # 2024-07-03
@@ -144,6 +147,28 @@ def test_platform_manifest_of_a_kept_index_is_protected(fake: FakeRegistry) -> N
 
 
 # -- rules ------------------------------------------------------------------------------
+
+def test_retention_refuses_a_manifest_whose_bytes_do_not_match_its_digest(web: FakeRegistry) -> None:
+    # The registry answers 1.0.0 with the bytes of 1.4.0 but announces 1.0.0's digest: deleting by the
+    # digest of those bytes would remove latest, which keep_last protects.
+    wanted, other = web.tag_links["apps/web"]["1.0.0"], web.tag_links["apps/web"]["1.4.0"]
+    web.forge("1.0.0", web.manifests["apps/web"][other][0], wanted)
+    with pytest.raises(RegistryDigestMismatch, match="apps/web"):
+        run(web, keep_last=2)
+    assert web.count("DELETE") == 0 and web.tags("apps/web") == ALL
+
+
+def test_retention_refuses_a_platform_manifest_that_is_not_what_the_index_names(fake: FakeRegistry) -> None:
+    fake.index("apps/multi", "1.0", iso(40), "m")
+    index = fake.manifests["apps/multi"][fake.tag_links["apps/multi"]["1.0"]][0]
+    child = json.loads(index)["manifests"][0]["digest"]
+    impostor = fake.image("apps/multi", "2.0", iso(1), seed="impostor")
+    fake.forge(child, fake.manifests["apps/multi"][impostor][0], child)
+    with pytest.raises(RegistryDigestMismatch) as caught:
+        run(fake, name="apps/multi", older_than="30d")
+    assert (caught.value.expected, caught.value.computed) == (child, impostor)
+    assert fake.count("DELETE") == 0
+
 
 def test_older_than_keeps_recent_images(web: FakeRegistry) -> None:
     result, _warnings = run(web, older_than="25d", check_mode=True)

@@ -1,12 +1,16 @@
 """dockyard.registry.tag (four cases, cross-repository) and repository_info."""
 from __future__ import annotations
 
+import json
 import typing as t
 
 import pytest
 from registry_fakes import FakeRegistry, make_client
 
-from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import InvalidInput
+from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import (
+    InvalidInput,
+    RegistryDigestMismatch,
+)
 from ansible_collections.dockyard.registry.plugins.modules import repository_info, tag
 
 
@@ -77,6 +81,36 @@ def test_tag_across_repositories_copies_blobs_when_the_registry_declines_to_moun
     assert fake.tag_links["apps/web"]["1.0"] == digest and len(result["copied_blobs"]) == 2
     assert fake.count("PUT", "/blobs/uploads/") == 2
     assert fake.blob_links["apps/web"] >= set(result["copied_blobs"])
+
+
+@pytest.mark.parametrize("header", ["requested", "of the bytes", None])
+def test_tag_never_stores_bytes_that_do_not_hash_to_the_source_digest(web: FakeRegistry, header: str | None) -> None:
+    wanted, other = web.tag_links["apps/web"]["1.4.2"], web.tag_links["apps/web"]["1.4.1"]
+    web.forge(wanted, web.manifests["apps/web"][other][0], {"requested": wanted, "of the bytes": other}.get(header))
+    with pytest.raises(RegistryDigestMismatch, match=wanted):
+        promote(web, tag="release", source=wanted)
+    with pytest.raises(RegistryDigestMismatch):
+        promote(web, tag="release", source=wanted, check_mode=True)
+    assert web.puts() == [] and "release" not in web.tag_links["apps/web"]
+
+
+def test_tag_never_copies_a_platform_manifest_it_could_not_verify(fake: FakeRegistry) -> None:
+    index = fake.index("staging/web", "rc", "2024-01-01T00:00:00Z", "m")
+    children = [entry["digest"] for entry in json.loads(fake.manifests["staging/web"][index][0])["manifests"]]
+    impostor = fake.image("staging/web", "evil", None, seed="evil")
+    fake.forge(children[1], fake.manifests["staging/web"][impostor][0], children[1])
+    with pytest.raises(RegistryDigestMismatch, match=children[1]):
+        promote(fake, repository="apps/web", tag="1.0", source="rc", source_repository="staging/web")
+    assert all(children[1] not in url and "/manifests/1.0" not in url for url in fake.puts())
+    assert impostor not in fake.manifests.get("apps/web", {}) and "1.0" not in fake.tag_links.get("apps/web", {})
+
+
+def test_info_refuses_a_manifest_whose_bytes_do_not_match_the_announced_digest(fake: FakeRegistry) -> None:
+    wanted = fake.image("apps/web", "1.0", None)
+    other = fake.image("apps/web", "2.0", None, seed="two")
+    fake.forge("1.0", fake.manifests["apps/web"][other][0], wanted)
+    with pytest.raises(RegistryDigestMismatch, match="manifest 1.0 of apps/web"):
+        repository_info.describe(make_client(fake), {"repositories": ["apps/web"], "pattern": None, "details": True})
 
 
 def test_tag_bad_reference_is_refused(fake: FakeRegistry) -> None:

@@ -12,27 +12,38 @@ from ansible_collections.dockyard.registry.plugins.module_utils import _accounts
 
 
 class ModuleRun:
-    def __init__(self, store_path: str, capsys) -> None:
-        self.store_path = store_path
+    """Run a module's main() in-process with fixed arguments; ``raw()`` is the file it manages."""
+
+    def __init__(self, path: str, capsys, fixed: dict) -> None:
+        self.path = path
         self.capsys = capsys
+        self.fixed = fixed
 
     def __call__(self, module, check_mode: bool = False, **params) -> dict:
-        args = dict(params, store_path=self.store_path, store_group=grp.getgrgid(os.getgid()).gr_name,
-                    _ansible_check_mode=check_mode, _ansible_diff=True)
+        args = dict(self.fixed, **params, _ansible_check_mode=check_mode, _ansible_diff=True)
         self.capsys.readouterr()
         with patch_module_args(args), pytest.raises(SystemExit):
             module.main()
         return json.loads(self.capsys.readouterr().out)
 
-    def store(self) -> dict:
-        return _accounts.load_store(self.store_path)
-
     def raw(self) -> bytes:
         try:
-            with open(self.store_path, "rb") as handle:
+            with open(self.path, "rb") as handle:
                 return handle.read()
         except FileNotFoundError:
             return b""
+
+
+class StoreRun(ModuleRun):
+    """The account-store modules, on a temporary store file."""
+
+    def __init__(self, store_path: str, capsys) -> None:
+        super().__init__(store_path, capsys,
+                         {"store_path": store_path, "store_group": grp.getgrgid(os.getgid()).gr_name})
+        self.store_path = store_path
+
+    def store(self) -> dict:
+        return _accounts.load_store(self.store_path)
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +53,18 @@ def fast_bcrypt(monkeypatch):
 
 @pytest.fixture
 def run(tmp_path, capsys):
-    return ModuleRun(str(tmp_path / "token" / "accounts.json"), capsys)
+    return StoreRun(str(tmp_path / "token" / "accounts.json"), capsys)
+
+
+@pytest.fixture
+def file_run(tmp_path, capsys):
+    """A module whose only file is ``path`` (htpasswd)."""
+    path = str(tmp_path / "htpasswd")
+    return ModuleRun(path, capsys, {"path": path})
 
 
 def _four_cases(run, module, **params) -> list:
-    """Check mode, changed, idempotent, idempotent in check mode; checks must not write."""
+    """Check mode, changed, idempotent, idempotent in check mode; checks and idempotent runs must not write."""
     before = run.raw()
     checked = run(module, check_mode=True, **params)
     assert run.raw() == before, "check mode wrote the store"
@@ -63,3 +81,8 @@ def _four_cases(run, module, **params) -> list:
 @pytest.fixture
 def four_cases(run):
     return lambda module, **params: _four_cases(run, module, **params)
+
+
+@pytest.fixture
+def file_four_cases(file_run):
+    return lambda module, **params: _four_cases(file_run, module, **params)
