@@ -93,20 +93,11 @@ start_container() {
     for _ in $(seq 60); do
         boot=$(docker exec "$container" timeout 60 systemctl is-system-running --wait 2>/dev/null || true)
         case $boot in
-            running|degraded) echo "systemd in $container: $boot"; break ;;
+            running|degraded) echo "systemd in $container: $boot"; return 0 ;;
         esac
         sleep 2
     done
-    case $boot in
-        running|degraded) ;;
-        *) die "systemd in $container did not finish booting (state: ${boot:-unknown}); see 'docker logs $container'" ;;
-    esac
-    # The base image ships without package lists, and their directory is newer than the
-    # roles' apt cache_valid_time, so apt would not fetch them: a real host has them.
-    if [ -z "$(docker exec "$container" find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -print -quit)" ]; then
-        echo "fetching the package lists in $container"
-        docker exec "$container" apt-get update -qq
-    fi
+    die "systemd in $container did not finish booting (state: ${boot:-unknown}); see 'docker logs $container'"
 }
 
 make_credentials() {
