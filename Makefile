@@ -1,5 +1,7 @@
 # Two commands do everything on a fresh Debian 12 machine (as root):
 #   make demo   - set up the tools, provision a local demo registry host, push a sample image
+#                 from this host with skopeo and pull it back; RELEASE=12 for a Debian 12
+#                 demo host instead of Debian 13 (the default)
 #   make test   - lint, sanity, unit, integration and Molecule tests
 SHELL := /bin/bash
 VENV ?= .venv
@@ -7,6 +9,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 SCENARIOS ?= default token
+# Debian release of the demo host: 13 (trixie, the current stable) or 12 (bookworm).
+RELEASE ?= 13
 
 .PHONY: demo demo-destroy bootstrap test lint sanity unit integration molecule bench build
 
@@ -14,7 +18,7 @@ bootstrap:
 	tools/bootstrap.sh
 
 demo: bootstrap
-	tools/demo.sh up
+	DOCKYARD_DEMO_RELEASE=$(RELEASE) tools/demo.sh up
 
 demo-destroy:
 	tools/demo.sh down

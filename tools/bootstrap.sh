@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=${VENV:-.venv}
-apt_packages=(docker.io debootstrap docker-registry nginx-light skopeo python3-venv python3-bcrypt
+# docker.io, skopeo and podman are also the demo's clients on this host (podman's overlay
+# storage works on the host's ext4 as root).
+apt_packages=(docker.io debootstrap docker-registry nginx-light skopeo podman python3-venv python3-bcrypt
               python3-jwt python3-cryptography python3-gunicorn openssl curl git rsync
               shellcheck logrotate)
 

@@ -40,6 +40,11 @@ class Instance:
         head = "-I" if method == "HEAD" else f"-X {method}"
         result = self.run(f"curl -sS --http1.1 -H 'Expect:' {head} {auth} {extra} -D /tmp/headers "
                           f"-o /tmp/body {shlex.quote(f'https://{host}{path}')}; stat -c %s /tmp/body")
+        status, headers = self.response()
+        return status, headers, int(result.stdout.strip() or 0)
+
+    def response(self) -> tuple[int, dict[str, str]]:
+        """Status and lower-cased headers of the last response curl wrote to /tmp/headers."""
         block = self.host.file("/tmp/headers").content_string.replace("\r", "").strip().split("\n\n")[-1]
         lines = block.split("\n")
         headers = {}
@@ -47,7 +52,18 @@ class Instance:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        return int(lines[0].split()[1]), headers, int(result.stdout.strip() or 0)
+        return int(lines[0].split()[1]), headers
+
+    def challenge(self, url: str, extra: str = "") -> tuple[int, str | None]:
+        """curl's exit code and the WWW-Authenticate header of an anonymous GET of URL.
+
+        The header is None when the gateway gave no response (refused handshake, closed
+        connection). `extra`: curl options, after --http1.1 (so --http2 overrides it)."""
+        result = self.run(f"rm -f /tmp/headers; curl -sS --http1.1 -o /dev/null -D /tmp/headers "
+                          f"{extra} {shlex.quote(url)}", ok=False)
+        if result.rc != 0:
+            return result.rc, None
+        return 0, self.response()[1].get("www-authenticate")
 
     def body(self) -> str:
         return self.host.file("/tmp/body").content_string
