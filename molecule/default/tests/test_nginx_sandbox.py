@@ -11,14 +11,12 @@ MASTER_CAPABILITIES = (1 << 0) | (1 << 1) | (1 << 6) | (1 << 7) | (1 << 10)
 AUDIT_LOG = "/var/log/dockyard/gateway/access.log"
 CERTIFICATE = "/etc/nginx/tls/registry.crt"
 KEY = "/etc/nginx/tls/registry.key"
+SERVED_SERIAL = (f"openssl s_client -connect 127.0.0.1:443 -servername {REGISTRY} </dev/null 2>/dev/null "
+                 "| openssl x509 -noout -serial")
 
 
 def _workers(instance) -> set[int]:
     return {int(pid) for pid in instance.run("pgrep -u www-data -x nginx").stdout.split()}
-
-
-SERVED_SERIAL = (f"openssl s_client -connect 127.0.0.1:443 -servername {REGISTRY} </dev/null 2>/dev/null "
-                 "| openssl x509 -noout -serial")
 
 
 def _answers(instance) -> None:
@@ -105,6 +103,6 @@ def test_a_new_certificate_is_served_after_a_reload(instance):
         instance.run("nginx -t -q && systemctl reload nginx")
         instance.wait_until(f'[ "$({SERVED_SERIAL})" = {renewed} ]')
     finally:
-        instance.run(f"cp -p /root/registry.crt.saved {CERTIFICATE} && cp -p /root/registry.key.saved {KEY} "
+        instance.run(f"mv /root/registry.crt.saved {CERTIFICATE} && mv /root/registry.key.saved {KEY} "
                      "&& systemctl reload nginx")
     instance.wait_until(f'[ "$({SERVED_SERIAL})" = {original} ]')
