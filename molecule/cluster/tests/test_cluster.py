@@ -50,7 +50,7 @@ def servers(balancer) -> dict[str, tuple[int, int]]:
 
 
 def wait_for_state(balancer, node: str, operational: int) -> None:
-    for _ in range(30):
+    for _attempt in range(30):
         if servers(balancer)[name(node)][0] == operational:
             return
         time.sleep(1)
@@ -160,7 +160,7 @@ def test_a_dead_node_is_taken_out_and_put_back(unit, balancer, node_b, client):
     node_b.run(f"systemctl stop {unit}")
     try:
         wait_for_state(balancer, "node-b", 0)
-        for _ in range(4):  # with node B out, every request lands on node A
+        for _attempt in range(4):  # with node B out, every request lands on node A
             assert client.inspect("team-a/app:1", creds=ADMIN)["Digest"]
     finally:
         node_b.run(f"systemctl start {unit}")
