@@ -86,7 +86,7 @@ class Instance:
         pulls through REGISTRY until stop_workload(name)."""
         self.run(f"rm -f /tmp/{name}.log /tmp/{name}.stop && (nohup registry-workload run --registry {REGISTRY} "
                  f"--creds {shlex.quote(':'.join(creds))} --repository {repository} --log /tmp/{name}.log "
-                 f"--stop /tmp/{name}.stop > /tmp/{name}.out 2>&1 &)")
+                 f"--stop /tmp/{name}.stop > /tmp/{name}.out 2>&1 & echo $! > /tmp/{name}.pid)")
 
     def workload_count(self, name: str) -> int:
         """Operations the workload has finished so far."""
@@ -96,7 +96,7 @@ class Instance:
         """Stop the workload after its current operation; pull every push it reported
         successful and return registry-workload's report (lost, failed, outage_seconds …)."""
         self.run(f"touch /tmp/{name}.stop")
-        self.wait_until(f"! pgrep -f 'registry-workload run .*/tmp/{name}.log' >/dev/null", attempts=900)
+        self.wait_until(f"! kill -0 $(cat /tmp/{name}.pid) 2>/dev/null", attempts=900)
         return json.loads(self.run(f"registry-workload verify --registry {REGISTRY} "
                                    f"--creds {shlex.quote(':'.join(creds))} --repository {repository} "
                                    f"--log /tmp/{name}.log").stdout)

@@ -9,15 +9,17 @@ Installed in the test instances as /usr/local/bin/registry-workload by molecule/
       operation in --log: op, n, ok, digest, start, end, error.
   registry-workload verify --registry NAME --creds USER:PASS --repository REPO --log FILE
       Pull every push the log says succeeded; print one JSON report: pushes and pulls that
-      succeeded and failed during the run, the failures' errors, the outage (first failure to
+      succeeded and failed during the run, the failures' errors (counted by kind), the outage (first failure to
       the next success after the last failure, in seconds) and the pushes reported
       successful that no longer pull with their digest (lost).
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +84,13 @@ def run(arguments: argparse.Namespace) -> None:
                        error=error)
 
 
+def error_kind(error: str) -> str:
+    """An error without its time stamp, digests and tags: failures of one kind read as one."""
+    error = re.sub(r'^time="[^"]*" level=\w+ msg=', "", error).strip('"')
+    error = re.sub(r"sha256:[0-9a-f]{64}", "sha256:…", error)
+    return re.sub(r":w\d+\b", ":wN", error)
+
+
 def verify(arguments: argparse.Namespace) -> None:
     with open(arguments.log, encoding="utf-8") as log:
         records = [json.loads(line) for line in log if line.strip()]
@@ -100,7 +109,8 @@ def verify(arguments: argparse.Namespace) -> None:
     report = {op: {"ok": sum(1 for entry in records if entry["op"] == op and entry["ok"]),
                    "failed": sum(1 for entry in records if entry["op"] == op and not entry["ok"])}
               for op in ("push", "pull")}
-    report.update(errors=sorted({entry["error"] for entry in failures}), outage_seconds=round(outage, 1),
+    report.update(errors=dict(collections.Counter(error_kind(entry["error"]) for entry in failures)),
+                  outage_seconds=round(outage, 1),
                   lost=lost)
     json.dump(report, sys.stdout)
     print()

@@ -26,6 +26,13 @@ def push_token(instance, repository: str, extra: str = "") -> str:
     return body["token"]
 
 
+def content(instance, reference: str) -> tuple[str, list[str]]:
+    """Config and layer digests of an image's manifest."""
+    manifest = json.loads(instance.run(f"skopeo inspect --raw --creds {':'.join(ADMIN)} "
+                                       f"docker://{REGISTRY}/{reference}").stdout)
+    return manifest["config"]["digest"], [layer["digest"] for layer in manifest["layers"]]
+
+
 def path_of(location: str) -> str:
     parts = urllib.parse.urlsplit(location)
     return f"{parts.path}?{parts.query}"
@@ -59,7 +66,8 @@ def test_podman_pushes_and_pulls_through_the_load_balancer(client, image, node_b
     client.run(f"podman pull {auth} -q {REGISTRY}/{image[0]}")
     client.run(f"podman tag {REGISTRY}/{image[0]} {REGISTRY}/team-a/app:podman")
     client.run(f"podman push {auth} -q {REGISTRY}/team-a/app:podman")
-    assert node_b.inspect("team-a/app:podman", creds=ADMIN)["Digest"] == node_b.inspect(image[0], creds=ADMIN)["Digest"]
+    # podman writes its own manifest (other annotations): the same config and layers.
+    assert content(node_b, "team-a/app:podman") == content(node_b, image[0])
 
 
 def test_an_upload_started_on_one_node_finishes_on_the_other(node_a, client):
@@ -157,7 +165,7 @@ def test_no_node_collects_garbage_on_its_own(node_a, node_b):
         assert entries in ("", "0")
     result = playbook("-e", "dockyard_hosts=registry", "dockyard.registry.gc")
     assert result.returncode != 0
-    assert "2 registry nodes share one store" in " ".join(result.stdout.split())
+    assert "2 registry nodes share one store" in " ".join((result.stdout + result.stderr).split())
     assert all(counts["changed"] == 0 for counts in recaps(result.stdout).values())
 
 
@@ -165,7 +173,8 @@ def _refused(*arguments: str) -> str:
     result = playbook(*arguments, "-e", "dockyard_hosts=registry", "dockyard.registry.site")
     assert result.returncode != 0, result.stdout[-3000:]
     assert all(counts["changed"] == 0 for counts in recaps(result.stdout).values()), result.stdout[-3000:]
-    return " ".join(result.stdout.split())
+    # ansible-core 2.19 writes a task's failure to stderr.
+    return " ".join((result.stdout + result.stderr).split())
 
 
 def test_preflight_refuses_filesystem_storage_on_two_nodes():
