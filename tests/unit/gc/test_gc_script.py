@@ -279,6 +279,7 @@ def write_config(tmp_path: pathlib.Path, registry: Registry, **overrides) -> pat
         "lock_file": str(tmp_path / "gc.lock"),
         "probe_timeout": 20,
         "environment_file": None,
+        "cluster_nodes": ["localhost"],
         **overrides,
     }
     path = tmp_path / "registry-gc.json"
