@@ -224,7 +224,7 @@ class SystemdService:
     def restart(self) -> None:
         run(["systemctl", "restart", self.unit])
 
-    def read_only(self) -> bool:
+    def is_read_only(self) -> bool:
         """Whether the running registry process was started with the read-only setting."""
         pid = run(["systemctl", "show", "-p", "MainPID", "--value", self.unit]).strip()
         if not pid.isdigit() or pid == "0":
@@ -523,7 +523,7 @@ def run_step(name: str, config: dict, dry_run: bool, delete_untagged: bool, star
         return {"result": "ok", "changed": False, "phase": name, "would_delete_blobs": would_blobs,
                 "would_delete_manifests": would_manifests, "duration": time.monotonic() - started,
                 "delete_untagged": delete_untagged, "dry_run": True}
-    if not step("check-read-only", service.read_only):
+    if not step("check-read-only", service.is_read_only):
         raise GCError("check-read-only", "refusing to collect: the registry on this node is not running "
                                          "read-only; --step readonly must succeed on every node of the "
                                          "cluster first (playbooks/gc.yml does that)")
