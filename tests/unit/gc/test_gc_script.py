@@ -665,14 +665,19 @@ def test_failed_read_write_restart_is_loud(populated, fake_service, tmp_path, ca
     assert "systemctl restart docker-registry.service" in out
 
 
-def test_systemd_service_calls_systemctl(tmp_path, monkeypatch):
-    log = tmp_path / "systemctl.log"
+def fake_systemctl(tmp_path: pathlib.Path, monkeypatch, body: str) -> None:
+    """A `systemctl` first on PATH that runs the shell `body`."""
     fake = tmp_path / "bin" / "systemctl"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n[ "$1" != restart ] || [ "$2" != bad.service ] '
-                    '|| { echo "Job failed" >&2; exit 1; }\n')
+    fake.write_text(f"#!/bin/sh\n{body}\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+
+
+def test_systemd_service_calls_systemctl(tmp_path, monkeypatch):
+    log = tmp_path / "systemctl.log"
+    fake_systemctl(tmp_path, monkeypatch, f'echo "$*" >> {log}\n[ "$1" != restart ] || [ "$2" != bad.service ] '
+                                          '|| { echo "Job failed" >&2; exit 1; }')
     service = gc.SystemdService("docker-registry.service")
     service.daemon_reload()
     service.restart()
@@ -809,12 +814,8 @@ def test_is_read_only_reads_the_running_process(tmp_path, monkeypatch):
     child = subprocess.Popen(["sleep", "30"], env={"REGISTRY_STORAGE_MAINTENANCE_READONLY": '{"enabled":true}'})
     other = subprocess.Popen(["sleep", "30"], env={})
     try:
-        fake = tmp_path / "bin" / "systemctl"
-        fake.parent.mkdir()
-        fake.write_text(f'#!/bin/sh\ncase "$*" in *ro.service) echo {child.pid};; *rw.service) echo {other.pid};; '
-                        '*) echo 0;; esac\n')
-        fake.chmod(0o755)
-        monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+        fake_systemctl(tmp_path, monkeypatch, f'case "$*" in *ro.service) echo {child.pid};; '
+                                              f'*rw.service) echo {other.pid};; *) echo 0;; esac')
         assert gc.SystemdService("ro.service").is_read_only() is True
         assert gc.SystemdService("rw.service").is_read_only() is False
         with pytest.raises(RuntimeError, match="down.service is not running"):
