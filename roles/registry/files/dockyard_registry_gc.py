@@ -516,21 +516,20 @@ def run_step(name: str, config: dict, dry_run: bool, delete_untagged: bool, star
         restore_or_raise(config, service, None)
         return {"result": "ok", "changed": True, "phase": name, "read_only": False,
                 "duration": time.monotonic() - started}
-    # collect: guard and dry run; with --dry-run only that (the plan), else the sweep
-    # itself, refused unless this node's registry really runs read-only.
-    would_blobs, would_manifests = plan(config, delete_untagged)
+    # collect --dry-run is the plan (guard and dry run). collect is the guard again (an index
+    # may have arrived since) and the sweep, refused unless this node's registry really runs
+    # read-only; no second dry run, so that the read-only window stays short.
     if dry_run:
+        would_blobs, would_manifests = plan(config, delete_untagged)
         return {"result": "ok", "changed": False, "phase": name, "would_delete_blobs": would_blobs,
                 "would_delete_manifests": would_manifests, "duration": time.monotonic() - started,
                 "delete_untagged": delete_untagged, "dry_run": True}
+    if delete_untagged:
+        check_delete_untagged(config)
     if not step("check-read-only", service.is_read_only):
         raise GCError("check-read-only", "refusing to collect: the registry on this node is not running "
                                          "read-only; --step readonly must succeed on every node of the "
                                          "cluster first (playbooks/gc.yml does that)")
-    if would_blobs == 0 and would_manifests == 0:
-        return {"result": "ok", "changed": False, "phase": name, "blobs_deleted": 0, "manifests_deleted": 0,
-                "bytes_freed": 0, "duration": time.monotonic() - started,
-                "delete_untagged": delete_untagged, "note": "nothing to do"}
     return dict(collected(sweep(config, delete_untagged), delete_untagged, started), phase=name)
 
 

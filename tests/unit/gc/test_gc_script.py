@@ -802,11 +802,18 @@ def test_a_failed_restore_step_is_loud(populated, fake_service, tmp_path, capsys
     assert run_step(capsys, path, "restore")[0] == 0 and registry.upload_status() == 202
 
 
-def test_collect_step_keeps_the_object_storage_guard(populated, fake_service, tmp_path, capsys):
-    registry = populated[0]
+@pytest.mark.parametrize("extra", [["--dry-run"], []])
+def test_collect_step_keeps_the_guards(populated, fake_service, tmp_path, capsys, extra):
+    """In the plan and again in the collection itself: an index may arrive in between."""
+    registry, digests, stray = populated
     path = write_config(tmp_path, registry, storage_root=None, cluster_nodes=["node-a", "node-b"])
-    code, report = run_step(capsys, path, "collect", "--dry-run", "--delete-untagged")
+    code, report = run_step(capsys, path, "collect", "--delete-untagged", *extra)
     assert code == 1 and report["step"] == "guard" and "not the filesystem" in report["error"]
+    path = write_config(tmp_path, registry, cluster_nodes=["node-a", "node-b"])
+    assert run_step(capsys, path, "readonly")[0] == 0
+    code, report = run_step(capsys, path, "collect", "--delete-untagged", *extra)
+    assert code == 1 and report["step"] == "guard" and f"team/multi@{digests['multi']}" in report["error"]
+    assert registry.blob_file(stray).exists()
 
 
 def test_is_read_only_reads_the_running_process(tmp_path, monkeypatch):
