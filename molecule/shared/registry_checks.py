@@ -81,6 +81,26 @@ class Instance:
     def inspect(self, reference: str, *, creds: tuple[str, str] = READER) -> dict:
         return json.loads(self.run(f"skopeo inspect --creds {':'.join(creds)} docker://{REGISTRY}/{reference}").stdout)
 
+    def start_workload(self, name: str, repository: str, creds: tuple[str, str]) -> None:
+        """Start registry-workload (molecule/shared/workload.py) in the background: pushes and
+        pulls through REGISTRY until stop_workload(name)."""
+        self.run(f"rm -f /tmp/{name}.log /tmp/{name}.stop && (nohup registry-workload run --registry {REGISTRY} "
+                 f"--creds {shlex.quote(':'.join(creds))} --repository {repository} --log /tmp/{name}.log "
+                 f"--stop /tmp/{name}.stop > /tmp/{name}.out 2>&1 &)")
+
+    def workload_count(self, name: str) -> int:
+        """Operations the workload has finished so far."""
+        return int(self.run(f"cat /tmp/{name}.log 2>/dev/null | wc -l").stdout.strip())
+
+    def stop_workload(self, name: str, repository: str, creds: tuple[str, str]) -> dict:
+        """Stop the workload after its current operation; pull every push it reported
+        successful and return registry-workload's report (lost, failed, outage_seconds …)."""
+        self.run(f"touch /tmp/{name}.stop")
+        self.wait_until(f"! pgrep -f 'registry-workload run .*/tmp/{name}.log' >/dev/null", attempts=900)
+        return json.loads(self.run(f"registry-workload verify --registry {REGISTRY} "
+                                   f"--creds {shlex.quote(':'.join(creds))} --repository {repository} "
+                                   f"--log /tmp/{name}.log").stdout)
+
     def main_pid(self, unit: str) -> int:
         return int(self.run(f"systemctl show -p MainPID --value {unit}").stdout.strip())
 

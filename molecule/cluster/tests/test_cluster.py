@@ -6,21 +6,14 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import name
+from conftest import ADMIN, BACKEND, name, servers, via, wait_for_state
 
 from registry_checks import REGISTRY, assert_check_mode_changes_nothing, playbook, recaps, token
 
-ADMIN = ("admin", "molecule-admin-secret")
 ALICE = ("alice", "molecule-alice-secret")
 SWIFT_SECRET = "molecule-swift-secret"
 CONTAINER = "dockyard-registry"
 ENV_FILE = "/etc/docker/registry/http-secret.env"
-BACKEND = "registry_nodes"
-
-
-def via(node: str) -> str:
-    """curl arguments that send a request for the cluster's name to one node."""
-    return f"--connect-to {REGISTRY}:443:{name(node)}:443"
 
 
 def bearer(jwt: str) -> str:
@@ -36,25 +29,6 @@ def push_token(instance, repository: str, extra: str = "") -> str:
 def path_of(location: str) -> str:
     parts = urllib.parse.urlsplit(location)
     return f"{parts.path}?{parts.query}"
-
-
-def servers(balancer) -> dict[str, tuple[int, int]]:
-    """Operational and administrative state of each node in HAProxy (2 = up; 8 = drain)."""
-    out = balancer.run(f"echo 'show servers state {BACKEND}' | socat stdio /run/haproxy/admin.sock").stdout
-    states = {}
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) > 6 and fields[1] == BACKEND:
-            states[fields[3]] = (int(fields[5]), int(fields[6]))
-    return states
-
-
-def wait_for_state(balancer, node: str, operational: int) -> None:
-    for _attempt in range(30):
-        if servers(balancer)[name(node)][0] == operational:
-            return
-        time.sleep(1)
-    raise AssertionError(f"{name(node)} never reached state {operational}: {servers(balancer)}")
 
 
 @pytest.fixture(scope="module")

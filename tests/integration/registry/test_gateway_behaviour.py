@@ -159,6 +159,30 @@ def test_json_errors_when_the_registry_or_the_token_service_is_down(tmp_path_fac
         dead.close()
 
 
+def test_the_health_location_answers_for_every_part_without_credentials(stack: Stack) -> None:
+    """What a load balancer asks: the registry (and token service) answer behind this gateway."""
+    alive = stack.anonymous().request("GET", "/_dockyard/health")
+    assert alive.status == (401 if stack.auth == "token" else 200), alive
+    assert alive.header("www-authenticate") is None and b"repository" not in alive.body
+
+
+def test_the_health_location_fails_when_the_registry_or_the_token_service_is_down(stack: Stack,
+                                                                                    token_service: t.Any) -> None:
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # bound, not listening: connection refused
+        refused = "127.0.0.1:%d" % dead.getsockname()[1]
+        cases = [(refused, token_service.upstream, 502)]
+        if stack.auth == "token":
+            cases.append((stack.registry.host, refused, 500))
+        for registry, token_upstream, status in cases:
+            gateway = start_gateway(registry, auth=stack.auth, token_upstream=token_upstream)
+            try:
+                side = Side(gateway.url, ssl.create_default_context(cafile=str(gateway.ca)))
+                assert side.request("GET", "/_dockyard/health").status == status
+            finally:
+                gateway.stop()
+
+
 # --- the token endpoint: a flood guard, not a throttle ----------------------------------------------
 
 def test_500_token_requests_from_one_address_all_pass(stack: Stack) -> None:
