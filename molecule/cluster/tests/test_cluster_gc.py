@@ -7,8 +7,8 @@ import shlex
 import time
 
 import pytest
-from conftest import name
-from test_cluster import ADMIN, CONTAINER, SWIFT_SECRET, bearer
+from conftest import ADMIN, name, record_figures
+from test_cluster import CONTAINER, SWIFT_SECRET, bearer
 
 from registry_checks import REGISTRY, playbook, token
 
@@ -124,8 +124,9 @@ def test_cluster_gc_while_pushes_run_through_the_load_balancer(client, node_a, n
             lost.append((number, pulled.stderr.strip()[-300:]))
     errors = {number: client.run(f"cat {LOOP}/err-{number}").stdout.strip() for number in failed}
     freed = re.findall(r'blobs_deleted"?:\s*(\d+)', result.stdout)
-    print(f"cluster GC: {len(lines)} pushes during the run, {len(failed)} failed, {len(lost)} lost, "
-          f"blobs freed {freed}, playbook {duration:.1f}s")
+    record_figures("cluster gc", {"pushes": len(lines), "failed": len(failed), "lost": len(lost),
+                                  "blobs_deleted": [int(count) for count in freed],
+                                  "playbook_seconds": round(duration, 1)})
     assert lost == []
     assert all(REGISTRY_ERROR.search(error) for error in errors.values()), errors
     assert len(succeeded) >= 1
