@@ -133,8 +133,9 @@ def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra
 def playbook(*arguments: str, limit: str = "") -> subprocess.CompletedProcess:
     """Run a playbook from the controller against the scenario's inventory (or one instance of it)."""
     project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    # Molecule's ansible.cfg sends failure messages to stderr; the checks read them in stdout.
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(project, ".build", "collections"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_DISPLAY_FAILED_STDERR="0")
     command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
                *(["--limit", limit] if limit else []), *arguments]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)

@@ -2,7 +2,9 @@
 
 lock -> dry run -> (refuse --delete-untagged while indexes exist) -> restart read-only
 -> garbage-collect -> always: restart read-write, purge the gateway blob cache, probe
--> one report line.  Installed by the dockyard.registry registry role; see
+-> one report line.  On a cluster (several nodes on one store) playbooks/gc.yml runs the
+same sequence as steps across the nodes: --step readonly on every node, --step collect on
+one, --step restore on every node.  Installed by the dockyard.registry registry role; see
 docs/garbage-collection.md.  Exit codes: 0 done (or nothing to do), 1 failed or refused,
 75 another run holds the lock.
 """
@@ -42,7 +44,9 @@ CONFIG_KEYS = {
     "service": (str,), "readonly_dropin": (str,), "socket": (str,),
     "storage_root": (str, type(None)), "cache_dirs": (list,), "delete_untagged": (bool,),
     "lock_file": (str,), "probe_timeout": (int, float), "environment_file": (str, type(None)),
+    "cluster_nodes": (list,),
 }
+STEPS = ("readonly", "collect", "restore")
 ABSOLUTE_KEYS = ("registry_binary", "registry_config", "readonly_dropin", "socket",
                  "storage_root", "lock_file", "environment_file")
 
@@ -88,6 +92,8 @@ def validate_config(config: object, path: str = "config") -> None:
             raise GCError("config", f"{path}: cache_dirs entries must be absolute paths ({cache!r})")
         if len(os.path.normpath(cache).strip("/").split("/")) < 2:
             raise GCError("config", f"{path}: refusing to purge a top-level directory ({cache!r})")
+    if not config["cluster_nodes"] or not all(isinstance(node, str) and node for node in config["cluster_nodes"]):
+        raise GCError("config", f"{path}: cluster_nodes must list the names of the nodes sharing the store")
     if config["probe_timeout"] <= 0:
         raise GCError("config", f"{path}: probe_timeout must be positive")
     if not os.access(config["registry_binary"], os.X_OK):
@@ -217,6 +223,15 @@ class SystemdService:
 
     def restart(self) -> None:
         run(["systemctl", "restart", self.unit])
+
+    def is_read_only(self) -> bool:
+        """Whether the running registry process was started with the read-only setting."""
+        pid = run(["systemctl", "show", "-p", "MainPID", "--value", self.unit]).strip()
+        if not pid.isdigit() or pid == "0":
+            raise RuntimeError(f"{self.unit} is not running")
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            variables = handle.read().split(b"\0")
+        return f"{READONLY_VAR}={{\"enabled\":true}}".encode() in variables
 
 
 def run(argv: list[str]) -> str:
@@ -389,11 +404,8 @@ def restore(config: dict, service, errors: list[str]) -> None:
     attempt("probe-read-write", probe, config["socket"], config["probe_timeout"])
 
 
-def collect(config: dict, delete_untagged: bool, service) -> dict:
-    """The read-only window: restart read-only, collect, then always restore."""
-    before = blobs_size(config)
-    result = None
-    failure: GCError | None = None
+def go_read_only(config: dict, service) -> None:
+    """Write the drop-in, restart the registry read-only and wait until it answers."""
     current = "readonly-dropin"
     try:
         step(current, write_atomically, config["readonly_dropin"], DROPIN_TEXT)
@@ -403,40 +415,72 @@ def collect(config: dict, delete_untagged: bool, service) -> dict:
         step(current, service.restart)
         current = "probe-read-only"
         step(current, probe, config["socket"], config["probe_timeout"])
-        current = "garbage-collect"
-        result = step(current, garbage_collect, config, False, delete_untagged)
-    except GCError as exc:
-        failure = exc
     except Interrupted as exc:
-        failure = GCError(current, str(exc))
+        raise GCError(current, str(exc)) from None
+
+
+def restore_or_raise(config: dict, service, failure: GCError | None) -> None:
+    """Restore read-write, ignoring SIGTERM/SIGINT meanwhile; raise loudly if that failed."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    errors: list[str] = []
+    try:
+        restore(config, service, errors)
     finally:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
-        errors: list[str] = []
-        try:
-            restore(config, service, errors)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if errors:
-            cause = f" (after {failure.step} failed: {failure})" if failure else ""
-            raise GCError(errors[0].split(":")[0], "REGISTRY NOT RESTORED READ-WRITE: "
-                          + "; ".join(errors) + cause + f"; fix: rm -f {config['readonly_dropin']} && "
-                          f"systemctl daemon-reload && systemctl restart {config['service']}")
-    if failure:
-        raise failure
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if errors:
+        cause = f" (after {failure.step} failed: {failure})" if failure else ""
+        raise GCError(errors[0].split(":")[0], "REGISTRY NOT RESTORED READ-WRITE: "
+                      + "; ".join(errors) + cause + f"; fix: rm -f {config['readonly_dropin']} && "
+                      f"systemctl daemon-reload && systemctl restart {config['service']}")
+
+
+def sweep(config: dict, delete_untagged: bool) -> dict:
+    """garbage-collect itself, measured; the registry must be read-only everywhere."""
+    before = blobs_size(config)
+    try:
+        result = step("garbage-collect", garbage_collect, config, False, delete_untagged)
+    except Interrupted as exc:
+        raise GCError("garbage-collect", str(exc)) from None
     after = blobs_size(config)
     return {"blobs": result["blobs"] if result else 0,
             "manifests": result["manifests"] if result else 0,
             "bytes_freed": None if before is None else before - after}
 
 
-def main_sequence(config: dict, dry_run: bool, delete_untagged: bool, started: float) -> dict:
-    service = SystemdService(config["service"])
+def collect(config: dict, delete_untagged: bool, service) -> dict:
+    """The read-only window on a single node: restart read-only, collect, then always restore."""
+    failure: GCError | None = None
+    done: dict = {}
+    try:
+        go_read_only(config, service)
+        done = sweep(config, delete_untagged)
+    except GCError as exc:
+        failure = exc
+    finally:
+        restore_or_raise(config, service, failure)
+    if failure:
+        raise failure
+    return done
+
+
+def plan(config: dict, delete_untagged: bool) -> tuple[int, int]:
+    """The guard, then the dry run: how many blobs and manifests a collection would delete."""
     if delete_untagged:
         check_delete_untagged(config)
     planned = step("dry-run", garbage_collect, config, True, delete_untagged)
-    would_blobs = planned["blobs"] if planned else 0
-    would_manifests = planned["manifests"] if planned else 0
+    return (planned["blobs"], planned["manifests"]) if planned else (0, 0)
+
+
+def collected(done: dict, delete_untagged: bool, started: float) -> dict:
+    return {"result": "ok", "changed": True, "blobs_deleted": done["blobs"],
+            "manifests_deleted": done["manifests"], "bytes_freed": done["bytes_freed"],
+            "duration": time.monotonic() - started, "delete_untagged": delete_untagged}
+
+
+def main_sequence(config: dict, dry_run: bool, delete_untagged: bool, started: float) -> dict:
+    service = SystemdService(config["service"])
+    would_blobs, would_manifests = plan(config, delete_untagged)
     if dry_run:
         return {"result": "ok", "changed": False, "would_delete_blobs": would_blobs,
                 "would_delete_manifests": would_manifests, "duration": time.monotonic() - started,
@@ -445,10 +489,48 @@ def main_sequence(config: dict, dry_run: bool, delete_untagged: bool, started: f
         return {"result": "ok", "changed": False, "blobs_deleted": 0, "manifests_deleted": 0,
                 "bytes_freed": 0, "duration": time.monotonic() - started,
                 "delete_untagged": delete_untagged, "note": "nothing to do"}
-    done = collect(config, delete_untagged, service)
-    return {"result": "ok", "changed": True, "blobs_deleted": done["blobs"],
-            "manifests_deleted": done["manifests"], "bytes_freed": done["bytes_freed"],
-            "duration": time.monotonic() - started, "delete_untagged": delete_untagged}
+    return collected(collect(config, delete_untagged, service), delete_untagged, started)
+
+
+def refuse_whole_run_on_cluster(config: dict) -> None:
+    nodes = config["cluster_nodes"]
+    if len(nodes) > 1:
+        raise GCError("cluster", f"this node is one of {len(nodes)} registry nodes sharing one store "
+                                 f"({', '.join(nodes)}): collecting here alone would miss what the others "
+                                 "accept meanwhile. Run playbooks/gc.yml from the controller (every node "
+                                 "read-only, one collection, every node restored); see docs/cluster.md")
+
+
+def run_step(name: str, config: dict, dry_run: bool, delete_untagged: bool, started: float) -> dict:
+    """One step of the cluster flow of playbooks/gc.yml (on a single host, the same flow)."""
+    service = SystemdService(config["service"])
+    if name == "readonly":
+        try:
+            go_read_only(config, service)
+        except GCError as failure:
+            restore_or_raise(config, service, failure)
+            raise
+        return {"result": "ok", "changed": True, "phase": name, "read_only": True,
+                "duration": time.monotonic() - started}
+    if name == "restore":
+        restore_or_raise(config, service, None)
+        return {"result": "ok", "changed": True, "phase": name, "read_only": False,
+                "duration": time.monotonic() - started}
+    # collect --dry-run is the plan (guard and dry run). collect is the guard again (an index
+    # may have arrived since) and the sweep, refused unless this node's registry really runs
+    # read-only; no second dry run, so that the read-only window stays short.
+    if dry_run:
+        would_blobs, would_manifests = plan(config, delete_untagged)
+        return {"result": "ok", "changed": False, "phase": name, "would_delete_blobs": would_blobs,
+                "would_delete_manifests": would_manifests, "duration": time.monotonic() - started,
+                "delete_untagged": delete_untagged, "dry_run": True}
+    if delete_untagged:
+        check_delete_untagged(config)
+    if not step("check-read-only", service.is_read_only):
+        raise GCError("check-read-only", "refusing to collect: the registry on this node is not running "
+                                         "read-only; --step readonly must succeed on every node of the "
+                                         "cluster first (playbooks/gc.yml does that)")
+    return dict(collected(sweep(config, delete_untagged), delete_untagged, started), phase=name)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -458,6 +540,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--delete-untagged", action="store_true",
                         help="also delete untagged manifests (refused while image indexes exist)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--step", choices=STEPS,
+                        help="one step of the cluster flow run by playbooks/gc.yml: readonly (restart "
+                             "read-only), collect (garbage-collect; this node must be read-only), restore "
+                             "(restart read-write, purge the blob cache, probe)")
     return parser.parse_args(argv)
 
 
@@ -470,6 +556,10 @@ def emit(report: dict, as_json: bool, stream) -> None:
         print(format_report({"result": report["result"], **fields}), file=stream, flush=True)
 
 
+def phase(args: argparse.Namespace) -> dict:
+    return {"phase": args.step} if args.step else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
@@ -477,15 +567,20 @@ def main(argv: list[str] | None = None) -> int:
     lock = None
     try:
         config = load_config(args.config)
+        if args.step is None and not args.dry_run:
+            refuse_whole_run_on_cluster(config)
         lock = take_lock(config["lock_file"])
         delete_untagged = args.delete_untagged or config["delete_untagged"]
-        report = main_sequence(config, args.dry_run, delete_untagged, started)
+        if args.step is None:
+            report = main_sequence(config, args.dry_run, delete_untagged, started)
+        else:
+            report = run_step(args.step, config, args.dry_run, delete_untagged, started)
     except GCError as exc:
-        emit({"result": "failed", "changed": exc.step not in NO_CHANGE_STEPS, "step": exc.step,
+        emit({"result": "failed", "changed": exc.step not in NO_CHANGE_STEPS, **phase(args), "step": exc.step,
               "error": str(exc), "duration": time.monotonic() - started}, args.json, sys.stdout)
         return exc.exit_code
     except Interrupted as exc:
-        emit({"result": "failed", "changed": False, "step": "interrupted", "error": str(exc),
+        emit({"result": "failed", "changed": False, **phase(args), "step": "interrupted", "error": str(exc),
               "duration": time.monotonic() - started}, args.json, sys.stdout)
         return EXIT_FAILED
     finally:
@@ -497,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-NO_CHANGE_STEPS = frozenset({"config", "lock", "guard", "dry-run", "interrupted"})
+NO_CHANGE_STEPS = frozenset({"config", "cluster", "lock", "guard", "dry-run", "check-read-only", "interrupted"})
 
 if __name__ == "__main__":
     sys.exit(main())

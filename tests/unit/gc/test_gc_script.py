@@ -279,6 +279,7 @@ def write_config(tmp_path: pathlib.Path, registry: Registry, **overrides) -> pat
         "lock_file": str(tmp_path / "gc.lock"),
         "probe_timeout": 20,
         "environment_file": None,
+        "cluster_nodes": ["localhost"],
         **overrides,
     }
     path = tmp_path / "registry-gc.json"
@@ -321,6 +322,11 @@ class FakeService:
     @property
     def read_only(self) -> bool:
         return self.registry.env.get("REGISTRY_STORAGE_MAINTENANCE_READONLY") == '{"enabled":true}'
+
+    def is_read_only(self) -> bool:
+        if self.registry.process is None:
+            raise RuntimeError("docker-registry.service is not running")
+        return self.read_only
 
     def restart(self) -> None:
         env = self.environment()
@@ -659,14 +665,19 @@ def test_failed_read_write_restart_is_loud(populated, fake_service, tmp_path, ca
     assert "systemctl restart docker-registry.service" in out
 
 
-def test_systemd_service_calls_systemctl(tmp_path, monkeypatch):
-    log = tmp_path / "systemctl.log"
+def fake_systemctl(tmp_path: pathlib.Path, monkeypatch, body: str) -> None:
+    """A `systemctl` first on PATH that runs the shell `body`."""
     fake = tmp_path / "bin" / "systemctl"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\n[ "$1" != restart ] || [ "$2" != bad.service ] '
-                    '|| { echo "Job failed" >&2; exit 1; }\n')
+    fake.write_text(f"#!/bin/sh\n{body}\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+
+
+def test_systemd_service_calls_systemctl(tmp_path, monkeypatch):
+    log = tmp_path / "systemctl.log"
+    fake_systemctl(tmp_path, monkeypatch, f'echo "$*" >> {log}\n[ "$1" != restart ] || [ "$2" != bad.service ] '
+                                          '|| { echo "Job failed" >&2; exit 1; }')
     service = gc.SystemdService("docker-registry.service")
     service.daemon_reload()
     service.restart()
@@ -696,3 +707,127 @@ def test_registry_not_answering_fails_the_probe(populated, fake_service, tmp_pat
     assert registry.blob_file(stray).exists() == (step == "probe-read-only")
     if registry.process is None:
         registry.start()
+
+
+# ---------------------------------------------------------------- the steps of a cluster run
+
+def test_a_whole_run_on_a_cluster_node_is_refused(populated, fake_service, tmp_path, capsys):
+    registry, _digests, stray = populated
+    path = write_config(tmp_path, registry, cluster_nodes=["node-a", "node-b"])
+    code, out, _err = run_script(capsys, "--config", str(path), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["step"] == "cluster" and report["changed"] is False
+    assert "one of 2 registry nodes sharing one store (node-a, node-b)" in report["error"]
+    assert "playbooks/gc.yml" in report["error"]
+    assert fake_service.restarts == [] and registry.blob_file(stray).exists()
+    # A dry run changes nothing, so it is allowed on a node too.
+    code, out, _err = run_script(capsys, "--config", str(path), "--json", "--dry-run")
+    assert code == 0 and json.loads(out)["would_delete_blobs"] == 1
+
+
+def test_cluster_nodes_must_name_the_nodes(registry, tmp_path, capsys):
+    path = write_config(tmp_path, registry, cluster_nodes=[])
+    code, out, _err = run_script(capsys, "--config", str(path))
+    assert code == 1 and "step=config" in out and "cluster_nodes" in out
+
+
+def run_step(capsys, path: pathlib.Path, name: str, *extra: str) -> tuple[int, dict]:
+    code, out, _err = run_script(capsys, "--config", str(path), "--json", "--step", name, *extra)
+    return code, json.loads(out)
+
+
+def test_steps_collect_between_readonly_and_restore(populated, fake_service, tmp_path, capsys):
+    """The flow playbooks/gc.yml runs on each node, here on one registry of a cluster of two."""
+    registry, digests, stray = populated
+    path = write_config(tmp_path, registry, cluster_nodes=["node-a", "node-b"])
+    config = json.loads(path.read_text())
+    cache = pathlib.Path(config["cache_dirs"][0])
+    (cache / "cached").write_bytes(b"x")
+
+    code, planned = run_step(capsys, path, "collect", "--dry-run")
+    assert code == 0 and planned["phase"] == "collect" and planned["would_delete_blobs"] == 1
+    assert fake_service.restarts == []
+
+    code, report = run_step(capsys, path, "readonly")
+    assert code == 0 and report == {**report, "result": "ok", "phase": "readonly", "read_only": True}
+    assert fake_service.read_only and registry.upload_status() == 405
+    assert pathlib.Path(config["readonly_dropin"]).exists()
+
+    code, report = run_step(capsys, path, "collect")
+    assert code == 0, report
+    assert report["phase"] == "collect" and report["blobs_deleted"] == 1 and report["bytes_freed"] > 0
+    assert not registry.blob_file(stray).exists()
+    # collect leaves the node read-only: the other nodes are still read-only too.
+    assert fake_service.read_only and len(fake_service.restarts) == 1
+
+    code, report = run_step(capsys, path, "restore")
+    assert code == 0 and report["phase"] == "restore" and report["read_only"] is False
+    assert not fake_service.read_only and registry.upload_status() == 202
+    assert not pathlib.Path(config["readonly_dropin"]).exists() and list(cache.iterdir()) == []
+    assert registry.manifest_digest("team/multi", "latest") == digests["multi"]
+    assert registry.pull("plain:1.0", tmp_path / "pulled" / "plain").returncode == 0
+
+
+def test_collect_is_refused_unless_this_node_is_read_only(populated, fake_service, tmp_path, capsys):
+    registry, _digests, stray = populated
+    path = write_config(tmp_path, registry, cluster_nodes=["node-a", "node-b"])
+    code, report = run_step(capsys, path, "collect")
+    assert code == 1 and report["step"] == "check-read-only" and report["changed"] is False
+    assert "not running read-only" in report["error"] and "--step readonly" in report["error"]
+    assert registry.blob_file(stray).exists() and fake_service.restarts == []
+
+
+def test_a_failed_readonly_step_restores_its_node(populated, fake_service, tmp_path, capsys):
+    registry, _digests, stray = populated
+    fake_service.down_at = 1
+    path = write_config(tmp_path, registry, probe_timeout=2, cluster_nodes=["node-a", "node-b"])
+    code, report = run_step(capsys, path, "readonly")
+    assert code == 1 and report["phase"] == "readonly" and report["step"] == "probe-read-only"
+    assert "REGISTRY NOT RESTORED" not in report["error"]
+    assert [bool(env) for env in fake_service.restarts] == [True, False]
+    assert not fake_service.read_only and registry.upload_status() == 202
+    assert not pathlib.Path(json.loads(path.read_text())["readonly_dropin"]).exists()
+
+
+def test_a_failed_restore_step_is_loud(populated, fake_service, tmp_path, capsys):
+    registry = populated[0]
+    path = write_config(tmp_path, registry, cluster_nodes=["node-a", "node-b"])
+    assert run_step(capsys, path, "readonly")[0] == 0
+    fake_service.fail_restart_at = 2
+    code, report = run_step(capsys, path, "restore")
+    assert code == 1 and report["phase"] == "restore" and report["step"] == "restart-read-write"
+    assert "REGISTRY NOT RESTORED READ-WRITE" in report["error"]
+    assert "systemctl restart docker-registry.service" in report["error"]
+    fake_service.fail_restart_at = None
+    assert run_step(capsys, path, "restore")[0] == 0 and registry.upload_status() == 202
+
+
+@pytest.mark.parametrize("extra", [["--dry-run"], []])
+def test_collect_step_keeps_the_guards(populated, fake_service, tmp_path, capsys, extra):
+    """In the plan and again in the collection itself: an index may arrive in between."""
+    registry, digests, stray = populated
+    path = write_config(tmp_path, registry, storage_root=None, cluster_nodes=["node-a", "node-b"])
+    code, report = run_step(capsys, path, "collect", "--delete-untagged", *extra)
+    assert code == 1 and report["step"] == "guard" and "not the filesystem" in report["error"]
+    path = write_config(tmp_path, registry, cluster_nodes=["node-a", "node-b"])
+    assert run_step(capsys, path, "readonly")[0] == 0
+    code, report = run_step(capsys, path, "collect", "--delete-untagged", *extra)
+    assert code == 1 and report["step"] == "guard" and f"team/multi@{digests['multi']}" in report["error"]
+    assert registry.blob_file(stray).exists()
+
+
+def test_is_read_only_reads_the_running_process(tmp_path, monkeypatch):
+    """SystemdService asks systemd for the main PID and reads what that process was started with."""
+    child = subprocess.Popen(["sleep", "30"], env={"REGISTRY_STORAGE_MAINTENANCE_READONLY": '{"enabled":true}'})
+    other = subprocess.Popen(["sleep", "30"], env={})
+    try:
+        fake_systemctl(tmp_path, monkeypatch, f'case "$*" in *ro.service) echo {child.pid};; '
+                                              f'*rw.service) echo {other.pid};; *) echo 0;; esac')
+        assert gc.SystemdService("ro.service").is_read_only() is True
+        assert gc.SystemdService("rw.service").is_read_only() is False
+        with pytest.raises(RuntimeError, match="down.service is not running"):
+            gc.SystemdService("down.service").is_read_only()
+    finally:
+        for process in (child, other):
+            process.kill()
+            process.wait()
