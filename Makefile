@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
-SCENARIOS ?= default token
+SCENARIOS ?= default token cluster
 # Debian release of the demo host: 13 (trixie, the current stable) or 12 (bookworm).
 RELEASE ?= 13
 
@@ -39,7 +39,8 @@ unit:
 integration:
 	$(BIN)/python -m pytest -q tests/integration
 
-# `default` runs on Debian 13 and 12 side by side; `token` on the current stable only (CI time).
+# `default` runs on Debian 13 and 12 side by side; `token` on the current stable only (CI time);
+# `cluster` on its own five instances (molecule/cluster/molecule.yml).
 molecule:
 	for scenario in $(SCENARIOS); do \
 	    platform=$$([ "$$scenario" = token ] && echo "--platform-name dockyard-trixie$${DOCKYARD_INSTANCE_SUFFIX:-}"); \

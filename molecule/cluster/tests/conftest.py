@@ -16,6 +16,8 @@ from registry_checks import REGISTRY, Instance  # noqa: E402  pylint: disable=wr
 SUFFIX = os.environ.get("DOCKYARD_INSTANCE_SUFFIX", "")
 ADMIN = ("admin", "molecule-admin-secret")
 BACKEND = "registry_nodes"
+SWIFT_SECRET = "molecule-swift-secret"
+CONTAINER = "dockyard-registry"
 # Figures the checks measure (node loss, GC under load), one JSON line each, for the docs.
 FIGURES = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / ".build" / "reports" / "cluster.jsonl"
 
@@ -28,6 +30,10 @@ def name(role: str) -> str:
 def via(node: str) -> str:
     """curl arguments that send a request for the cluster's name to one node."""
     return f"--connect-to {REGISTRY}:443:{name(node)}:443"
+
+
+def bearer(jwt: str) -> str:
+    return f"-H 'Authorization: Bearer {jwt}'"
 
 
 def servers(balancer: Instance) -> dict[str, tuple[int, int]]:

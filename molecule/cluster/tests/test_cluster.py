@@ -6,18 +6,12 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import ADMIN, BACKEND, name, servers, via, wait_for_state
+from conftest import ADMIN, BACKEND, CONTAINER, SWIFT_SECRET, bearer, name, servers, via, wait_for_state
 
 from registry_checks import REGISTRY, assert_check_mode_changes_nothing, playbook, recaps, token
 
 ALICE = ("alice", "molecule-alice-secret")
-SWIFT_SECRET = "molecule-swift-secret"
-CONTAINER = "dockyard-registry"
 ENV_FILE = "/etc/docker/registry/http-secret.env"
-
-
-def bearer(jwt: str) -> str:
-    return f"-H 'Authorization: Bearer {jwt}'"
 
 
 def push_token(instance, repository: str, extra: str = "") -> str:
@@ -160,12 +154,16 @@ def test_drain_procedure(balancer):
 
 
 def test_no_node_collects_garbage_on_its_own(node_a, node_b):
+    """The controller schedules the cluster's collection (playbooks/gc.yml); a node alone refuses."""
     for node in (node_a, node_b):
         entries = node.run("grep -s -c dockyard-registry-gc /etc/cron.d/dockyard-registry-gc", ok=False).stdout.strip()
         assert entries in ("", "0")
-    result = playbook("-e", "dockyard_hosts=registry", "dockyard.registry.gc")
+        refused = node.run("dockyard-registry-gc --json", ok=False)
+        assert refused.rc == 1 and json.loads(refused.stdout)["step"] == "cluster", refused.stdout
+        assert "this node is one of 2 registry nodes" in refused.stdout
+    result = playbook("-e", "dockyard_hosts=registry", "dockyard.registry.gc", limit=name("node-b"))
     assert result.returncode != 0
-    assert "2 registry nodes share one store" in " ".join((result.stdout + result.stderr).split())
+    assert "share the store of" in " ".join(result.stdout.split())
     assert all(counts["changed"] == 0 for counts in recaps(result.stdout).values())
 
 

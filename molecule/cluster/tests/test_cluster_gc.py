@@ -6,32 +6,14 @@ import re
 import shlex
 import time
 
-import pytest
-from conftest import ADMIN, name, record_figures
-from test_cluster import CONTAINER, SWIFT_SECRET, bearer
+from conftest import ADMIN, CONTAINER, SWIFT_SECRET, bearer, name, record_figures
 
 from registry_checks import REGISTRY, playbook, token
 
 SWIFT = f"swift -A http://127.0.0.1:8080/auth/v1.0 -U dockyard:registry -K {SWIFT_SECRET}"
 DROPIN = "/run/systemd/system/docker-registry.service.d/50-dockyard-gc-readonly.conf"
-LOOP = "/tmp/gc-loop"
-# Pushes fresh random images through the load balancer until told to stop; one line per
-# push in results: "N ok DIGEST" or "N failed EXIT", the client's error in err-N.
-LOOP_SCRIPT = f"""#!/bin/sh
-cd {LOOP}
-i=0
-while [ ! -e stop ]; do
-  i=$((i + 1))
-  digest=$(oci-image oci-$i --tag t --layers 1 --seed "loop-$(date +%s%N)-$i")
-  if skopeo copy -q --dest-creds {':'.join(ADMIN)} oci:oci-$i:t docker://{REGISTRY}/gc/loop:$i 2> err-$i; then
-    echo "$i ok $digest" >> results
-  else
-    echo "$i failed $?" >> results
-  fi
-  rm -rf oci-$i
-done
-touch done
-"""
+WORKLOAD = "gc"
+REPOSITORY = "gc/loop"
 # What a push refused during the read-only window may say: the registry's 405 while a
 # node is read-only, HAProxy's 503 while both restart, a 5xx from a node.
 REGISTRY_ERROR = re.compile(r"\b(405|50[0234])\b|Method Not Allowed|Service Unavailable|Bad Gateway|"
@@ -81,17 +63,7 @@ def assert_read_write(*nodes) -> None:
         node.push_image(f"gc/direct-{node.name}:1", tag="1", layers=1, seed=f"direct-{time.time_ns()}", creds=ADMIN)
 
 
-@pytest.fixture
-def push_loop(client):
-    client.run(f"rm -rf {LOOP} && mkdir -p {LOOP} && cat > {LOOP}/loop.sh <<'EOF'\n{LOOP_SCRIPT}EOF")
-    client.run(f"cd {LOOP} && nohup setsid sh loop.sh > loop.log 2>&1 < /dev/null &")
-    client.wait_until(f"test -s {LOOP}/results", attempts=300)
-    yield
-    client.run(f"touch {LOOP}/stop")
-    client.wait_until(f"test -e {LOOP}/done", attempts=600)
-
-
-def test_cluster_gc_while_pushes_run_through_the_load_balancer(client, node_a, node_b, swift, push_loop):
+def test_cluster_gc_while_pushes_run_through_the_load_balancer(client, node_a, node_b, swift):
     kept = client.push_image("gc/keep:1", tag="1", layers=2, seed="gc-cluster-keep", creds=ADMIN)
     doomed = client.push_image("gc/doomed:1", tag="1", layers=2, seed="gc-cluster-doomed", creds=ADMIN)
     manifest = json.loads(client.run(f"skopeo inspect --raw --creds {':'.join(ADMIN)} "
@@ -102,34 +74,25 @@ def test_cluster_gc_while_pushes_run_through_the_load_balancer(client, node_a, n
     segments = [found for found in (segments_of(swift, obj) for obj in objects) if found]
     delete_manifest(client, "gc/doomed", doomed)
 
-    result, duration = run_gc()
-    client.run(f"touch {LOOP}/stop")
-    client.wait_until(f"test -e {LOOP}/done", attempts=600)
+    client.start_workload(WORKLOAD, REPOSITORY, ADMIN)
+    try:
+        client.wait_until(f"test -s /tmp/{WORKLOAD}.log", attempts=300)
+        result, duration = run_gc()
+    finally:
+        report = client.stop_workload(WORKLOAD, REPOSITORY, ADMIN)
     output = " ".join(result.stdout.split())
     assert result.returncode == 0, result.stdout[-4000:]
     assert name("node-a") in output and name("node-b") in output
     assert '"result": "ok"' in output or "result: ok" in output
 
-    # Every push the loop saw succeed is there, blob for blob; every failure was the registry's.
-    lines = [line.split() for line in client.run(f"cat {LOOP}/results").stdout.splitlines()]
-    succeeded = [(number, digest) for number, outcome, digest in (line for line in lines if line[1] == "ok")]
-    failed = [line[0] for line in lines if line[1] == "failed"]
-    lost = []
-    for number, digest in succeeded:
-        # skopeo checks every blob's digest as it copies.
-        pulled = client.run(f"rm -rf {LOOP}/pull && skopeo copy -q --src-creds {':'.join(ADMIN)} "
-                            f"docker://{REGISTRY}/gc/loop:{number} oci:{LOOP}/pull:t && "
-                            f"skopeo inspect --raw oci:{LOOP}/pull:t | sha256sum", ok=False)
-        if pulled.rc != 0 or f"sha256:{pulled.stdout.split()[0]}" != digest:
-            lost.append((number, pulled.stderr.strip()[-300:]))
-    errors = {number: client.run(f"cat {LOOP}/err-{number}").stdout.strip() for number in failed}
+    # Every push the clients saw succeed is there, blob for blob; every failure was the registry's.
     freed = re.findall(r'blobs_deleted"?:\s*(\d+)', result.stdout)
-    record_figures("cluster gc", {"pushes": len(lines), "failed": len(failed), "lost": len(lost),
-                                  "blobs_deleted": [int(count) for count in freed],
+    record_figures("cluster gc", {"push": report["push"], "pull": report["pull"], "lost": len(report["lost"]),
+                                  "errors": report["errors"], "blobs_deleted": [int(count) for count in freed],
                                   "playbook_seconds": round(duration, 1)})
-    assert lost == []
-    assert all(REGISTRY_ERROR.search(error) for error in errors.values()), errors
-    assert len(succeeded) >= 1
+    assert report["lost"] == [], report
+    assert all(REGISTRY_ERROR.search(error) for error in report["errors"]), report["errors"]
+    assert report["push"]["ok"] >= 1, report
 
     # The deleted image's own blobs are gone from the store, with their segments.
     after = store_objects(swift)
