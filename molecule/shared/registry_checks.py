@@ -1,6 +1,7 @@
 """Checks of a provisioned registry host, run inside the instance with real clients."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -108,6 +109,12 @@ def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra
                           f"'https://{REGISTRY}/auth/token?{query}'")
     body = instance.host.file("/tmp/token.json").content_string
     return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
+
+
+def claims(jwt: str) -> dict:
+    """The claims of a token, unverified (the registry checks the signature)."""
+    payload = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def playbook(*arguments: str, limit: str = "") -> subprocess.CompletedProcess:
