@@ -20,7 +20,7 @@ SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 
 def robot(instance, name: str) -> tuple[str, str]:
     """Credentials of a robot from the inventory, as the role kept them on the controller
-    (one file per instance: each has its own account store)."""
+    (one file per instance: each is an independent registry, its own account primary)."""
     secret_file = EPHEMERAL / "robots" / f"{instance.name}-{name.replace('$', '_')}.json"
     return name, json.loads(secret_file.read_text())["secret"]
 
