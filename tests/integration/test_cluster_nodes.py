@@ -117,8 +117,8 @@ def accounts(tmp_path: pathlib.Path, **changes: t.Any) -> dict:
             "token_service__robot_credentials_dir": str(tmp_path / "robots"),
             "token_service__users": [{"name": "alice", "password": "alice-password-1", "groups": ["team-a"]}],
             "token_service__rules": [{"subject": "group:team-a", "repository": "team-a/*", "actions": ["pull", "push"]}],
-            "token_service__robots": [{"name": ROBOT, "permissions": [{"repository": "team-a/*",
-                                                                         "actions": ["pull", "push"]}]}],
+            "token_service__robots": [{"name": ROBOT,
+                                       "permissions": [{"repository": "team-a/*", "actions": ["pull", "push"]}]}],
             **changes}
 
 
