@@ -76,11 +76,13 @@ class Instance:
         big_layer = f"--big-layer {big}" if big else ""
         digest = self.run(f"rm -rf {layout} && oci-image {layout} --tag {tag} --layers {layers} "
                           f"{big_layer} --seed {seed}").stdout.strip()
-        self.run(f"skopeo copy -q --dest-creds {':'.join(creds)} oci:{layout}:{tag} docker://{REGISTRY}/{reference}")
+        self.run(f"skopeo copy -q --dest-creds {shlex.quote(':'.join(creds))} oci:{layout}:{tag} "
+                 f"docker://{REGISTRY}/{reference}")
         return digest
 
     def inspect(self, reference: str, *, creds: tuple[str, str] = READER) -> dict:
-        return json.loads(self.run(f"skopeo inspect --creds {':'.join(creds)} docker://{REGISTRY}/{reference}").stdout)
+        return json.loads(self.run(f"skopeo inspect --creds {shlex.quote(':'.join(creds))} "
+                                   f"docker://{REGISTRY}/{reference}").stdout)
 
     def main_pid(self, unit: str) -> int:
         return int(self.run(f"systemctl show -p MainPID --value {unit}").stdout.strip())
