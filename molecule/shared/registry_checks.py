@@ -1,6 +1,7 @@
 """Checks of a provisioned registry host, run inside the instance with real clients."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -75,11 +76,13 @@ class Instance:
         big_layer = f"--big-layer {big}" if big else ""
         digest = self.run(f"rm -rf {layout} && oci-image {layout} --tag {tag} --layers {layers} "
                           f"{big_layer} --seed {seed}").stdout.strip()
-        self.run(f"skopeo copy -q --dest-creds {':'.join(creds)} oci:{layout}:{tag} docker://{REGISTRY}/{reference}")
+        self.run(f"skopeo copy -q --dest-creds {shlex.quote(':'.join(creds))} oci:{layout}:{tag} "
+                 f"docker://{REGISTRY}/{reference}")
         return digest
 
     def inspect(self, reference: str, *, creds: tuple[str, str] = READER) -> dict:
-        return json.loads(self.run(f"skopeo inspect --creds {':'.join(creds)} docker://{REGISTRY}/{reference}").stdout)
+        return json.loads(self.run(f"skopeo inspect --creds {shlex.quote(':'.join(creds))} "
+                                   f"docker://{REGISTRY}/{reference}").stdout)
 
     def start_workload(self, name: str, repository: str, creds: tuple[str, str]) -> None:
         """Start registry-workload (molecule/shared/workload.py) in the background: pushes and
@@ -128,6 +131,12 @@ def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra
                           f"'https://{REGISTRY}/auth/token?{query}'")
     body = instance.host.file("/tmp/token.json").content_string
     return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
+
+
+def claims(jwt: str) -> dict:
+    """The claims of a token, unverified (the registry checks the signature)."""
+    payload = jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def playbook(*arguments: str, limit: str = "") -> subprocess.CompletedProcess:

@@ -25,4 +25,8 @@ requirements:
   - bcrypt (Debian package C(python3-bcrypt)) on the target host.
 notes:
   - Runs on the registry host that runs the token service, usually as root.
+  - "On a cluster the nodes share one account store: run the module once, on the account primary (the first
+    node of the cluster: C(run_once: true) with C(delegate_to)), then copy the primary's store to the other
+    nodes with the role's task file C(sync_accounts) (see EXAMPLES and docs/cluster.md). A change made on
+    another node is overwritten by the next copy."
 """

@@ -86,6 +86,23 @@ EXAMPLES = r"""
     subject: authenticated
     repository: "${user}/*"
     state: absent
+
+# On a cluster (a play on the registry group, with become): change the account primary
+# only, then copy its store to every node; each node applies it at its next token request.
+- name: Team B pulls team-a's images, set on the account primary
+  dockyard.registry.access_rule:
+    subject: group:team-b
+    repository: team-a/*
+    actions: [pull]
+  delegate_to: "{{ groups['registry'] | first }}"
+  run_once: true
+
+- name: Copy the primary's account store to the other nodes
+  ansible.builtin.include_role:
+    name: dockyard.registry.token_service
+    tasks_from: sync_accounts
+  vars:
+    token_service__cluster_hosts: "{{ groups['registry'] }}"
 """
 
 RETURN = r"""

@@ -145,6 +145,27 @@ EXAMPLES = r"""
   dockyard.registry.robot_account:
     name: robot$team-a+ci
     state: absent
+
+# On a cluster (a play on the registry group, with become): the secret is issued once, on
+# the account primary; only its hash reaches the other nodes. Revoking works the same way.
+- name: A push robot for team-b's CI, made on the account primary
+  dockyard.registry.robot_account:
+    name: robot$team-b+ci
+    permissions:
+      - repository: team-b/*
+        actions: [pull, push]
+    registry_host: registry.example.com
+  delegate_to: "{{ groups['registry'] | first }}"
+  run_once: true
+  register: team_b_robot
+  no_log: true
+
+- name: Copy the primary's account store to the other nodes
+  ansible.builtin.include_role:
+    name: dockyard.registry.token_service
+    tasks_from: sync_accounts
+  vars:
+    token_service__cluster_hosts: "{{ groups['registry'] }}"
 """
 
 RETURN = r"""

@@ -88,6 +88,22 @@ EXAMPLES = r"""
   dockyard.registry.user:
     name: eve
     state: absent
+
+# On a cluster (a play on the registry group, with become): change the account primary
+# only, then copy its store to every node; each node applies it at its next token request.
+- name: Move Alice to team-b on the account primary
+  dockyard.registry.user:
+    name: alice
+    groups: [team-b]
+  delegate_to: "{{ groups['registry'] | first }}"
+  run_once: true
+
+- name: Copy the primary's account store to the other nodes
+  ansible.builtin.include_role:
+    name: dockyard.registry.token_service
+    tasks_from: sync_accounts
+  vars:
+    token_service__cluster_hosts: "{{ groups['registry'] }}"
 """
 
 RETURN = r"""

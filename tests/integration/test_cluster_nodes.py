@@ -1,4 +1,4 @@
-"""Cluster-wide settings of the registry role on two nodes (both the controller itself)."""
+"""Cluster-wide settings of the registry and token_service roles on two nodes (both the controller itself)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,9 @@ import re
 import shutil
 import subprocess
 import sys
+import typing as t
 
+import bcrypt
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -100,3 +102,90 @@ def test_a_secret_among_the_options_is_refused(tmp_path):
     output = refusal(run(tmp_path, ["preflight"], {**SWIFT, "registry__storage_options": options}))
     assert "never as registry__storage_options.password" in output
     assert "in-the-config" not in output
+
+
+# --- one account store: applied on the primary (node-a), copied byte for byte to node-b ---------
+
+ROBOT = "robot$team-a+ci"
+
+
+def accounts(tmp_path: pathlib.Path, **changes: t.Any) -> dict:
+    """token_service variables of a two-node cluster whose files all lie in tmp_path."""
+    return {"token_service__cluster_hosts": ["node-a", "node-b"],
+            "token_service__store_path": f"{tmp_path}/{{{{ inventory_hostname }}}}-accounts.json",
+            "_token_service__user": "www-data", "token_service__registry_host": "registry.test",
+            "token_service__robot_credentials_dir": str(tmp_path / "robots"),
+            "token_service__users": [{"name": "alice", "password": "alice-password-1", "groups": ["team-a"]}],
+            "token_service__rules": [{"subject": "group:team-a", "repository": "team-a/*", "actions": ["pull", "push"]}],
+            "token_service__robots": [{"name": ROBOT,
+                                       "permissions": [{"repository": "team-a/*", "actions": ["pull", "push"]}]}],
+            **changes}
+
+
+def stores(tmp_path: pathlib.Path) -> tuple[bytes, dict]:
+    """The store's bytes, the same on both nodes (0640, root:www-data), and its content."""
+    files = [tmp_path / "node-a-accounts.json", tmp_path / "node-b-accounts.json"]
+    assert files[0].read_bytes() == files[1].read_bytes()
+    for path in files:
+        assert (oct(path.stat().st_mode & 0o777), path.owner(), path.group()) == ("0o640", "root", "www-data")
+    return files[0].read_bytes(), json.loads(files[0].read_bytes())
+
+
+def hashes(store: dict) -> list[str]:
+    return [entry["password_hash"] for entry in store["users"].values()] + [
+        entry["secret_hash"] for entry in store["robots"].values()]
+
+
+def test_accounts_are_applied_once_and_the_store_is_the_same_on_both_nodes(tmp_path):
+    result = run(tmp_path, ["accounts"], accounts(tmp_path))
+    assert changed(result) >= 4
+    data, store = stores(tmp_path)
+    assert store["users"]["alice"]["groups"] == ["team-a"] and ROBOT in store["robots"]
+    assert store["rules"] == [{"subject": "group:team-a", "repository": "team-a/*", "actions": ["pull", "push"]}]
+    # Only the primary applied anything (no lock file of the modules on node-b).
+    assert not (tmp_path / "node-b-accounts.json.lock").exists()
+    (saved,) = (tmp_path / "robots").iterdir()
+    assert saved.name == "node-a-robot_team-a+ci.json"
+    secret = json.loads(saved.read_text())["secret"]
+    assert bcrypt.checkpw(secret.encode(), store["robots"][ROBOT]["secret_hash"].encode())
+    for again in (run(tmp_path, ["accounts"], accounts(tmp_path)),
+                  run(tmp_path, ["accounts"], accounts(tmp_path), "--check", "--diff")):
+        assert changed(again) == 0
+        assert stores(tmp_path)[0] == data
+    for output in (result.stdout, again.stdout):
+        assert secret not in output and "alice-password-1" not in output
+        assert not any(value in output for value in hashes(store))
+
+
+def test_a_robot_revoked_on_the_primary_is_revoked_on_every_node(tmp_path):
+    assert changed(run(tmp_path, ["accounts"], accounts(tmp_path))) >= 4
+    before, store = stores(tmp_path)
+    disable = run(tmp_path, ["robot_change"], accounts(tmp_path, robot_change={"name": ROBOT, "disabled": True}))
+    assert changed(disable) == 2  # the module on node-a, the copy on node-b
+    disabled, store = stores(tmp_path)
+    assert disabled != before and store["robots"][ROBOT]["disabled"] is True
+    assert not any(value in disable.stdout for value in hashes(store))
+    remove = run(tmp_path, ["robot_change"], accounts(tmp_path, robot_change={"name": ROBOT, "state": "absent"}))
+    assert changed(remove) == 2
+    assert ROBOT not in stores(tmp_path)[1]["robots"]
+    assert len(list((tmp_path / "robots").iterdir())) == 1  # the secret was issued once
+
+
+def test_check_mode_shows_the_copy_a_change_on_the_primary_would_make(tmp_path):
+    assert changed(run(tmp_path, ["accounts"], accounts(tmp_path))) >= 4
+    before, _store = stores(tmp_path)
+    users = [{"name": "bob", "password": "bob-password-1", "groups": []}]
+    result = run(tmp_path, ["accounts"], accounts(tmp_path, token_service__users=users), "--check")
+    assert re.search(r"^node-a\s+:.*changed=1\b", result.stdout, re.MULTILINE)
+    assert re.search(r"^node-b\s+:.*changed=1\b", result.stdout, re.MULTILINE), result.stdout[-3000:]
+    assert stores(tmp_path)[0] == before
+
+
+def test_a_new_first_node_takes_the_store_of_the_cluster(tmp_path):
+    kept = tmp_path / "node-b-accounts.json"
+    kept.write_text(json.dumps({"version": 1, "users": {}, "robots": {}, "rules": []}) + "\n")
+    kept.chmod(0o640)
+    shutil.chown(kept, "root", "www-data")
+    none = {"token_service__users": [], "token_service__rules": [], "token_service__robots": []}
+    assert changed(run(tmp_path, ["accounts"], accounts(tmp_path, **none))) == 1
+    assert stores(tmp_path)[0] == kept.read_bytes()

@@ -1,7 +1,6 @@
 """Token mode: per-repository permissions, robot accounts, refusal of forged tokens, audit."""
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pathlib
@@ -10,7 +9,7 @@ import shlex
 import pytest
 
 from registry_checks import (REGISTRY, Instance, assert_check_mode_changes_nothing, assert_nginx_config_is_clean,
-                             playbook, token)
+                             claims, playbook, token)
 
 ADMIN = ("admin", "molecule-admin-secret")
 ALICE = ("alice", "molecule-alice-secret")
@@ -21,14 +20,9 @@ SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 
 def robot(instance, name: str) -> tuple[str, str]:
     """Credentials of a robot from the inventory, as the role kept them on the controller
-    (one file per instance: each has its own account store)."""
+    (one file per instance: each is an independent registry, its own account primary)."""
     secret_file = EPHEMERAL / "robots" / f"{instance.name}-{name.replace('$', '_')}.json"
     return name, json.loads(secret_file.read_text())["secret"]
-
-
-def claims(jwt: str) -> dict:
-    payload = jwt.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def bearer(instance, path: str, jwt: str, method: str = "GET") -> int:

@@ -4,6 +4,7 @@ guard never throttles clients that succeed."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import ssl
@@ -166,8 +167,8 @@ def test_the_health_location_answers_for_every_part_without_credentials(stack: S
     assert alive.header("www-authenticate") is None and b"repository" not in alive.body
 
 
-def test_the_health_location_fails_when_the_registry_or_the_token_service_is_down(stack: Stack,
-                                                                                    token_service: t.Any) -> None:
+def test_the_health_location_fails_when_the_registry_or_the_token_service_is_down(
+        stack: Stack, token_service: t.Any) -> None:
     with socket.socket() as dead:
         dead.bind(("127.0.0.1", 0))  # bound, not listening: connection refused
         refused = "127.0.0.1:%d" % dead.getsockname()[1]
@@ -181,6 +182,21 @@ def test_the_health_location_fails_when_the_registry_or_the_token_service_is_dow
                 assert side.request("GET", "/_dockyard/health").status == status
             finally:
                 gateway.stop()
+
+
+def test_every_access_log_line_names_the_node() -> None:
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # bound, not listening: the registry is down, nginx still logs
+        gateway = start_gateway("127.0.0.1:%d" % dead.getsockname()[1], gateway__node_name="registry-b.example.net")
+        try:
+            side = Side(gateway.url, ssl.create_default_context(cafile=str(gateway.ca)))
+            for target in ("/v2/", "/v2/team-a/app/manifests/1.0"):
+                side.request("GET", target)
+            lines = [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
+        finally:
+            gateway.stop()
+    assert [line["uri"] for line in lines][-2:] == ["/v2/", "/v2/team-a/app/manifests/1.0"]  # after the start probes
+    assert all(line["node"] == "registry-b.example.net" for line in lines)
 
 
 # --- the token endpoint: a flood guard, not a throttle ----------------------------------------------

@@ -135,6 +135,25 @@ def test_audit_lines(app, config):
     assert (third["result"], third["client_ip"]) == ("bad_request", "invalid")
 
 
+def test_every_audit_line_names_the_node(config):
+    app = TokenService(config._replace(node="registry-b.example.net"))
+    call(app, query("repository:team-a/app:pull"), basic("alice", "alice-pw"))
+    call(app, query(), basic("alice", "nope"))
+    call(app, query(service="x"))
+    with open(config.audit_log, encoding="utf-8") as handle:
+        lines = [json.loads(line) for line in handle]
+    assert [line["result"] for line in lines] == ["issued", "unauthorized", "bad_request"]
+    assert all(line["node"] == "registry-b.example.net" for line in lines)
+
+
+def test_audit_node_defaults_to_the_host_name(config):
+    import socket
+    call(TokenService(config), query())
+    with open(config.audit_log, encoding="utf-8") as handle:
+        (line,) = [json.loads(line) for line in handle]
+    assert line["node"] == socket.gethostname() != ""
+
+
 def test_refuses_to_start_with_a_foreign_certificate(config, tmp_path):
     _key, _key_path, other_cert = write_key_pair(tmp_path, "other")
     with pytest.raises(SigningKeyError):

@@ -51,7 +51,7 @@ def audit_lines(config):
 def events_config(config, tmp_path):
     secret = tmp_path / "events.secret"
     secret.write_text(SECRET + "\n")
-    return config._replace(events_secret_file=str(secret), events_listen="127.0.0.1:5001")
+    return config._replace(events_secret_file=str(secret), events_listen="127.0.0.1:5001", node="node-a")
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_each_event_is_one_audit_line(events_app, events_config):
     assert status == 200 and body == {"accepted": 2}
     first, second = audit_lines(events_config)
     assert first == {
-        "time": "2026-11-28T19:33:07.310Z", "event": "registry", "action": "push", "repository": "team-a/app",
+        "time": "2026-11-28T19:33:07.310Z", "event": "registry", "node": "node-a", "action": "push", "repository": "team-a/app",
         "tag": "1.0", "digest": "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf",
         "media_type": "application/vnd.docker.distribution.manifest.v2+json", "size": 708,
         "actor": "robot$team-a+ci", "client_ip": "192.0.2.7", "request_id": "8d0b5b2c-5e10-4b7e-9a5e-4d9a0e3f6b11",

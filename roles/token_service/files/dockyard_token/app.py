@@ -60,6 +60,8 @@ class Config(t.NamedTuple):
     cache_size: int = 4096
     audit_log: str = ""
     audit_stdout: bool = True
+    # The node's name in every audit line ("": the host name).
+    node: str = ""
     x5c: bool = False
     events_secret_file: str = ""
     events_listen: str = ""
@@ -162,7 +164,7 @@ class TokenService:
         self.key = load_signing_key(config.key, config.certificate)
         self.store = StoreView(config.store)
         self.authenticator = Authenticator(ttl=config.cache_ttl, size=config.cache_size)
-        self.audit = audit or AuditLog(config.audit_log or None, config.audit_stdout)
+        self.audit = audit or AuditLog(config.audit_log or None, config.audit_stdout, node=config.node)
         self.signer = TokenSigner(self.key, config.x5c)
         self.limiter = FailureLimiter(config.policy(), config.limits_dir)
         self.events_secret = read_secret(config.events_secret_file) if config.events_secret_file else None

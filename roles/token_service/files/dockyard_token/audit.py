@@ -3,8 +3,9 @@
 """One JSON line per token decision and per registry event, to stdout (the journal) and/or
 an append-only file.
 
-Token lines (docs/token-auth.md): ``time`` (UTC, RFC 3339 with milliseconds), ``event``
-("token"), ``result`` (issued | unauthorized | refused | bad_request | error), ``subject``
+Every line starts with ``time`` (UTC, RFC 3339 with milliseconds), ``event`` and ``node``
+(the name of the node that wrote it: the service's ``node`` setting, else the host name).
+Token lines (docs/token-auth.md): ``event`` ("token"), ``result`` (issued | unauthorized | refused | bad_request | error), ``subject``
 (anonymous, user:NAME, robot:NAME; null when unauthenticated), ``account`` (the name
 presented, if any), ``client_ip``, ``requested`` and ``granted`` (scope strings),
 ``reason``, ``cached`` (credentials from the cache), ``failures`` and ``refusal`` (the
@@ -19,6 +20,7 @@ import ipaddress
 import time
 import json
 import os
+import socket
 import sys
 import typing as t
 
@@ -57,13 +59,14 @@ def timestamp(now: float) -> str:
 
 class AuditLog:
     def __init__(self, path: t.Optional[str] = None, stdout: bool = True,
-                 stream: t.Optional[t.TextIO] = None) -> None:
+                 stream: t.Optional[t.TextIO] = None, node: str = "") -> None:
         self.path = path
+        self.node = node or socket.gethostname()
         self.stdout = stdout
         self.stream = stream
 
     def write(self, record: dict) -> None:
-        line = json.dumps(dict({"time": timestamp(time.time()), "event": "token"}, **record),
+        line = json.dumps(dict({"time": timestamp(time.time()), "event": "token", "node": self.node}, **record),
                           sort_keys=False, default=str) + "\n"
         if self.stdout:
             stream = self.stream or sys.stdout
