@@ -30,8 +30,10 @@ if [ -e {base}/fail-$node-$step$dry ]; then
   exit 1
 fi
 case $step$dry in
-  collect-dry-run) echo '{{"result": "ok", "changed": false, "phase": "collect", "would_delete_blobs": '$(cat {base}/garbage)', "would_delete_manifests": 0, "duration": 0.1, "delete_untagged": false, "dry_run": true}}';;
-  collect) echo '{{"result": "ok", "changed": true, "phase": "collect", "blobs_deleted": 3, "manifests_deleted": 0, "bytes_freed": null, "duration": 0.1, "delete_untagged": false}}';;
+  collect-dry-run) echo '{{"result": "ok", "changed": false, "phase": "collect", "would_delete_blobs": '$(cat {base}/garbage)',
+    "would_delete_manifests": 0, "duration": 0.1, "delete_untagged": false, "dry_run": true}}';;
+  collect) echo '{{"result": "ok", "changed": true, "phase": "collect", "blobs_deleted": 3, "manifests_deleted": 0,
+    "bytes_freed": null, "duration": 0.1, "delete_untagged": false}}';;
   *) echo '{{"result": "ok", "changed": true, "phase": "'$step'", "duration": 0.1}}';;
 esac
 """
