@@ -48,11 +48,12 @@ def cluster(tmp_path):
     return tmp_path
 
 
-def run(base: pathlib.Path, nodes: dict[str, list[str]], *extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """gc.yml on every host of `nodes` (host -> its registry__cluster_hosts); the steps logged."""
+def run(base: pathlib.Path, nodes: dict[str, list[str] | None],
+        *extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """gc.yml on every host of `nodes` (host -> its registry__cluster_hosts, None: unset); the steps logged."""
     inventory = base / "nodes.yml"
     inventory.write_text(json.dumps({"registry": {
-        "hosts": {host: {"registry__cluster_hosts": members,
+        "hosts": {host: {**({"registry__cluster_hosts": members} if members is not None else {}),
                          "dockyard_gc_command": f"{base}/dockyard-registry-gc-{host}"} for host, members in nodes.items()},
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                  "ansible_become": False}}}))
@@ -136,6 +137,13 @@ def test_nothing_to_collect_restarts_nothing(cluster):
 
 def test_a_run_limited_to_one_node_of_a_cluster_is_refused(cluster):
     result, steps = run(cluster, TWO, "--limit", "node-b")
+    assert result.returncode != 0 and steps == []
+    assert "node-a share the store of node-b but are not in this run" in " ".join(result.stdout.split())
+
+
+def test_a_limit_does_not_shrink_the_inventory_group_into_a_cluster_of_one(cluster):
+    """Without registry__cluster_hosts the cluster is the inventory group, whatever --limit says."""
+    result, steps = run(cluster, {"node-a": None, "node-b": None}, "--limit", "node-b")
     assert result.returncode != 0 and steps == []
     assert "node-a share the store of node-b but are not in this run" in " ".join(result.stdout.split())
 
