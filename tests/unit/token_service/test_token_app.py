@@ -10,14 +10,11 @@ import jwt
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from token_fixtures import ISSUER, SERVICE, call, sample_store, write_key_pair
+from token_fixtures import ISSUER, SERVICE, basic, call, sample_store, write_key_pair
 from dockyard_token import _accounts
 from dockyard_token.app import Config, TokenService
 from dockyard_token.keys import SigningKeyError, libtrust_key_id
 
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 def query(*scopes, service=SERVICE, **extra):

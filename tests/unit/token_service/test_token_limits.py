@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from token_fixtures import SERVICE, call
+from token_fixtures import SERVICE, basic, call
 from dockyard_token import _accounts
 from dockyard_token.app import Config, TokenService
 from dockyard_token.limits import (ACCOUNT, ADDRESS, COUNTERS_FILE, PAIR, REFUSALS_FILE, FailureLimiter, Policy,
@@ -180,9 +180,6 @@ def test_an_unwritable_state_lets_logins_through_and_says_so(tmp_path, clock, ca
 
 
 # --- through the app -------------------------------------------------------------------
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 TOKEN_QUERY = urllib.parse.urlencode([("service", SERVICE), ("scope", "repository:team-a/app:pull")])

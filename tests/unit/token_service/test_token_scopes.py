@@ -7,6 +7,7 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from token_fixtures import basic
 from dockyard_token.scopes import (CredentialsError, RequestError, Scope, parse_basic, parse_scope, parse_scopes,
                                    valid_repository_name)
 
@@ -104,9 +105,6 @@ def test_generated_valid_scopes_round_trip(name, actions):
 
 
 # --- Basic -----------------------------------------------------------------------------
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 def test_basic_examples():

@@ -1,14 +1,16 @@
 """Helpers for the token service tests: its package on sys.path, key pairs, a sample store, WSGI calls."""
 from __future__ import annotations
 
+import base64
 import datetime
+import hmac
 import json
 import pathlib
 import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
 FILES = pathlib.Path(__file__).resolve().parents[3] / "roles" / "token_service" / "files"
@@ -77,3 +79,41 @@ def call(app, query="", authorization=None, method="GET", path="/auth/token", **
 
     body = b"".join(app(environ, start_response))
     return seen["status"], seen["headers"], json.loads(body) if body else None
+
+
+# --- OIDC identity tokens, made as an issuer (or a forger) would -------------------------
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwk(public_key, kid: str, alg: str) -> dict:
+    """The JWK of an RSA or EC P-256 public key."""
+    numbers = public_key.public_numbers()
+    if isinstance(public_key, rsa.RSAPublicKey):
+        size = (numbers.n.bit_length() + 7) // 8
+        return {"kty": "RSA", "kid": kid, "alg": alg, "use": "sig", "e": b64url(numbers.e.to_bytes(3, "big")),
+                "n": b64url(numbers.n.to_bytes(size, "big"))}
+    return {"kty": "EC", "crv": "P-256", "kid": kid, "alg": alg, "use": "sig",
+            "x": b64url(numbers.x.to_bytes(32, "big")), "y": b64url(numbers.y.to_bytes(32, "big"))}
+
+
+def mint(key, claims: dict, alg: str = "RS256", kid: str | None = "k1", header: dict | None = None) -> str:
+    """A compact JWS of ``claims``: RS256/ES256 with ``key``; ``none`` unsigned; ``HS256`` with
+    ``key`` (bytes) as the HMAC secret (the key-confusion forgery)."""
+    head = {"alg": alg, "typ": "JWT", **({"kid": kid} if kid is not None else {}), **(header or {})}
+    signing_input = (b64url(json.dumps(head).encode()) + "." + b64url(json.dumps(claims).encode())).encode()
+    if alg == "none":
+        signature = b""
+    elif alg == "HS256":
+        signature = hmac.digest(key, signing_input, "sha256")
+    elif alg == "RS256":
+        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        r, s = utils.decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return signing_input.decode() + "." + b64url(signature)
+
+
+def basic(account: str, password: str) -> str:
+    return "Basic " + base64.b64encode(("%s:%s" % (account, password)).encode()).decode()

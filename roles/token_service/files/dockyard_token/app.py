@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import sys
 import ipaddress
 import json
 import secrets
@@ -24,10 +25,11 @@ import time
 import typing as t
 import urllib.parse
 
+from . import directory, oidc
 from .accounts import Authenticator, StoreUnavailable, StoreView
 from .audit import AuditLog, client_address
 from .events import EnvelopeError, audit_record, parse_envelope
-from .grants import ANONYMOUS
+from .grants import ANONYMOUS, Identity
 from .keys import TokenSigner, load_signing_key
 from .limits import ACCOUNT, ADDRESS, PAIR, FailureLimiter, Policy
 from .scopes import CredentialsError, RequestError, parse_basic, parse_scopes
@@ -74,6 +76,12 @@ class Config(t.NamedTuple):
     limit_delay: int = DEFAULT_POLICY.delay
     limit_max_delay: int = DEFAULT_POLICY.max_delay
     limit_window: int = DEFAULT_POLICY.window
+    # Directory users (directory.py): the settings, and the file with the service account's password.
+    ldap: t.Optional[dict] = None
+    ldap_bind_password_file: str = ""
+    # Workload identity (oidc.py): the trusted issuers, and the account name jobs log in with.
+    oidc_issuers: tuple = ()
+    oidc_user: str = oidc.DEFAULT_USER
 
     @classmethod
     def from_file(cls, path: str) -> "Config":
@@ -83,6 +91,9 @@ class Config(t.NamedTuple):
         if unknown:
             raise ValueError("%s: unknown settings %s" % (path, ", ".join(sorted(unknown))))
         config = cls(**data)
+        if not isinstance(config.oidc_issuers, (list, tuple)):
+            raise ValueError("%s: oidc_issuers must be a list" % path)
+        config = config._replace(oidc_issuers=tuple(config.oidc_issuers))
         if not 30 <= int(config.lifetime) <= 86400:
             raise ValueError("%s: lifetime must be 30-86400 seconds" % path)
         if config.events_listen:
@@ -98,6 +109,27 @@ class Config(t.NamedTuple):
                       self.limit_delay, self.limit_max_delay, self.limit_window)
 
 
+def identity_providers(config: Config) -> tuple:
+    """(Directory or None, Federation or None) of the configuration; ValueError when a setting is wrong."""
+    found = None
+    if config.ldap:
+        password = read_secret(config.ldap_bind_password_file, 1) if config.ldap_bind_password_file else b""
+        found = directory.Directory(config.ldap, password.decode("utf-8"))
+    federation = oidc.Federation(config.oidc_issuers, config.oidc_user) if config.oidc_issuers else None
+    return found, federation
+
+
+def check_config(path: str) -> str:
+    """The whole configuration checked as the service would at start, without the network;
+    "" when it is usable, else what is wrong (the role runs this before it installs a file)."""
+    try:
+        config = Config.from_file(path)
+        identity_providers(config)
+    except (OSError, TypeError, ValueError) as exc:
+        return "%s: %s" % (path, exc)
+    return ""
+
+
 def parse_listen(value: str) -> tuple:
     """``IPv4:PORT`` or ``[IPv6]:PORT`` (the events listener) as (ip_address, port)."""
     host, _sep, port = value.rpartition(":")
@@ -111,15 +143,16 @@ def parse_listen(value: str) -> tuple:
     return address, number
 
 
-def read_secret(path: str) -> bytes:
-    """The shared secret the registry sends as ``Authorization: Bearer SECRET``."""
+def read_secret(path: str, minimum: int = MIN_EVENTS_SECRET) -> bytes:
+    """A secret from a file: the events secret the registry sends as ``Authorization: Bearer
+    SECRET``, or the directory's service account password."""
     try:
         with open(path, "rb") as handle:
             secret = handle.read(4096).strip()
     except OSError as exc:
-        raise ValueError("cannot read the events secret: %s" % exc) from None
-    if len(secret) < MIN_EVENTS_SECRET:
-        raise ValueError("%s: the events secret must have at least %d characters" % (path, MIN_EVENTS_SECRET))
+        raise ValueError("cannot read the secret file: %s" % exc) from None
+    if len(secret) < minimum:
+        raise ValueError("%s: the secret must have at least %d characters" % (path, minimum))
     return secret
 
 
@@ -169,6 +202,7 @@ class TokenService:
         self.limiter = FailureLimiter(config.policy(), config.limits_dir)
         self.events_secret = read_secret(config.events_secret_file) if config.events_secret_file else None
         self.events_address = parse_listen(config.events_listen) if config.events_listen else None
+        self.directory, self.federation = identity_providers(config)
 
     def __call__(self, environ: dict, start_response: t.Callable) -> list:
         try:
@@ -278,8 +312,10 @@ class TokenService:
             record.update(result="bad_request", reason="account does not match the credentials")
             return _error("400 Bad Request", "INVALID_REQUEST", "account does not match the credentials")
 
-        if credentials:
+        workload = credentials is not None and self.federation is not None and credentials[0] == self.federation.user
+        if credentials and not workload:
             # Before the store and the password: a refused guess costs one stat() and learns nothing.
+            # (Identity tokens cannot be guessed: a workload's refusals are not counted.)
             refusal = self.limiter.refusal(record["client_ip"], credentials[0])
             if refusal is not None:
                 return self._refuse(record, credentials[0], refusal)
@@ -292,8 +328,15 @@ class TokenService:
         identity = ANONYMOUS
         if credentials:
             record["account"] = credentials[0][:128]
-            found, cached, reason = self.authenticator.authenticate(index, *credentials)
+            try:
+                found, cached, reason = self._authenticate(index, workload, credentials, record)
+            except (directory.Unavailable, oidc.Unavailable) as exc:
+                record.update(result="error", reason=str(exc)[:300])
+                return _error("503 Service Unavailable", "UNAVAILABLE", "%s unavailable" % record["source"])
             record["cached"] = cached
+            if found is None and workload:
+                record.update(result="unauthorized", reason=reason)
+                return _error("401 Unauthorized", "UNAUTHORIZED", "authentication required", challenge)
             if found is None:
                 record.update(result="unauthorized", reason=reason)
                 counts, started = self.limiter.failed(record["client_ip"], credentials[0])
@@ -320,6 +363,30 @@ class TokenService:
         return _json("200 OK", {"token": token, "access_token": token,
                                 "expires_in": self.config.lifetime, "issued_at": issued_at})
 
+    def _authenticate(self, index: t.Any, workload: bool, credentials: tuple, record: dict) -> tuple:
+        """(Identity or None, from_cache, reason) from the account store, the directory or an
+        OIDC issuer; record["source"] says which. Local accounts shadow directory ones, whatever
+        the case of the name (directory names are case-insensitive; a directory user is known by
+        the lower-case name)."""
+        account, password = credentials
+        if workload:
+            record["source"] = "oidc"
+            try:
+                name, permissions = self.federation.authenticate(password, record)
+            except oidc.Refused as exc:
+                return None, False, str(exc)
+            return Identity("workload", name, (), permissions), False, ""
+        folded = account.lower()
+        if self.directory is None or folded.startswith("robot$") or folded in index.store["users"]:
+            record["source"] = "local"
+            return self.authenticator.authenticate(index, account, password)
+        record["source"] = "ldap"
+        groups, cached, reason = self.directory.authenticate(account, password)
+        if groups is None:
+            return None, cached, reason
+        record["groups"] = list(groups)
+        return Identity("user", folded, groups), cached, ""
+
     def _refuse(self, record: dict, account: str, refusal: t.Any) -> tuple:
         """429 in the registry's error format, with Retry-After; the audit line says why."""
         retry_after = refusal.retry_after(self.limiter.clock())
@@ -333,3 +400,10 @@ class TokenService:
 
 def create_app(config_path: str) -> TokenService:
     return TokenService(Config.from_file(config_path))
+
+
+if __name__ == "__main__":
+    # python3 -m dockyard_token.app CONFIG: check a configuration file (exit 1 and say why).
+    PROBLEM = check_config(sys.argv[1]) if len(sys.argv) == 2 else "usage: python3 -m dockyard_token.app CONFIG"
+    print(PROBLEM or "%s: usable" % sys.argv[1], file=sys.stderr if PROBLEM else sys.stdout)
+    sys.exit(1 if PROBLEM else 0)

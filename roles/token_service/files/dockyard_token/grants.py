@@ -9,6 +9,9 @@ Semantics (docs/token-auth.md has examples):
 * ``authenticated`` rules apply to every user account (not to robots);
 * ``user:NAME`` and ``group:NAME`` rules apply to that user / the members of that group;
 * a robot gets its own permissions plus ``robot:NAME`` rules plus ``anonymous`` rules;
+* a directory user (directory.py) is a user whose groups are its mapped directory groups;
+* a workload (a CI job's OIDC token, oidc.py) gets the permissions of the issuer's rules its
+  claims match, plus ``anonymous`` rules;
 * ``catalog`` grants ``registry:catalog:*``; ``*`` asked on a repository is granted only
   to a holder of pull, push and delete there.
 """
@@ -24,9 +27,11 @@ MEMO_SIZE = 8192
 
 
 class Identity(t.NamedTuple):
-    kind: str  # "anonymous", "user" or "robot"
+    kind: str  # "anonymous", "user", "robot" or "workload"
     name: str = ""
     groups: tuple = ()
+    # A workload's permissions: ((repository pattern, frozenset of actions), ...).
+    permissions: tuple = ()
 
     @property
     def subject(self) -> str:
@@ -58,6 +63,8 @@ class RuleIndex:
         elif identity.kind == "robot":
             subjects.append(identity.subject)
             entries.extend(self.robot_permissions.get(identity.name, ()))
+        elif identity.kind == "workload":
+            entries.extend(identity.permissions)
         for subject in subjects:
             entries.extend(self.by_subject.get(subject, ()))
         return entries

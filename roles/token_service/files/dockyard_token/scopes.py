@@ -26,7 +26,7 @@ import typing as t
 MAX_SCOPES = 32
 MAX_SCOPE_LENGTH = 512
 MAX_NAME_LENGTH = 255  # Distribution's reference.NameTotalLengthMax
-MAX_AUTHORIZATION_LENGTH = 1024
+MAX_AUTHORIZATION_LENGTH = 12288
 
 _TYPE_RE = re.compile(r"([a-z0-9]+)(?:\(([a-z0-9]+)\))?\Z")
 _ACTION_RE = re.compile(r"(?:[a-z]*|\*)\Z")
