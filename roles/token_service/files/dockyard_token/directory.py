@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import hmac
+import os
 import secrets
 import ssl
 import threading
@@ -91,6 +92,8 @@ def check_settings(settings: dict, bind_password: str) -> dict:
         value = result[name]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise ValueError("ldap: %s must be %d-%d seconds, not %r" % (name, low, high, value))
+    if result["ca_file"] and not os.access(result["ca_file"], os.R_OK):
+        raise ValueError("ldap: ca_file %s cannot be read" % result["ca_file"])
     result["url"] = "%s://%s" % (url.scheme, url.netloc)
     return result
 
