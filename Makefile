@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
-SCENARIOS ?= default token cluster
+SCENARIOS ?= default token cluster identity
 # Debian release of the demo host: 13 (trixie, the current stable) or 12 (bookworm).
 RELEASE ?= 13
 
@@ -40,7 +40,8 @@ integration:
 	$(BIN)/python -m pytest -q tests/integration
 
 # `default` runs on Debian 13 and 12 side by side; `token` on the current stable only (CI time);
-# `cluster` on its own five instances (molecule/cluster/molecule.yml).
+# `cluster` on its own five instances (molecule/cluster/molecule.yml); `identity` on two
+# (a directory and OIDC issuer fixture, and a Debian 12 token-mode registry).
 molecule:
 	for scenario in $(SCENARIOS); do \
 	    platform=$$([ "$$scenario" = token ] && echo "--platform-name dockyard-trixie$${DOCKYARD_INSTANCE_SUFFIX:-}"); \

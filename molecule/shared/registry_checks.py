@@ -133,6 +133,16 @@ def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra
     return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
 
 
+def saved_robot(primary: str, name: str) -> tuple[str, str]:
+    """Credentials of a robot from the inventory, as the role saved them on the controller
+    (token_service__robot_credentials_dir = the ephemeral directory's robots/; one file per
+    account primary)."""
+    secret_file = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "robots",
+                               f"{primary}-{name.replace('$', '_')}.json")
+    with open(secret_file, encoding="utf-8") as handle:
+        return name, json.load(handle)["secret"]
+
+
 def claims(jwt: str) -> dict:
     """The claims of a token, unverified (the registry checks the signature)."""
     payload = jwt.split(".")[1]

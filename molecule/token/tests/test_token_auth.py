@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from registry_checks import (REGISTRY, Instance, assert_check_mode_changes_nothing, assert_nginx_config_is_clean,
-                             claims, playbook, token)
+                             claims, playbook, saved_robot, token)
 
 ADMIN = ("admin", "molecule-admin-secret")
 ALICE = ("alice", "molecule-alice-secret")
@@ -19,10 +19,9 @@ SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def robot(instance, name: str) -> tuple[str, str]:
-    """Credentials of a robot from the inventory, as the role kept them on the controller
-    (one file per instance: each is an independent registry, its own account primary)."""
-    secret_file = EPHEMERAL / "robots" / f"{instance.name}-{name.replace('$', '_')}.json"
-    return name, json.loads(secret_file.read_text())["secret"]
+    """Credentials of a robot from the inventory (one file per instance: each is an
+    independent registry, its own account primary)."""
+    return saved_robot(instance.name, name)
 
 
 def bearer(instance, path: str, jwt: str, method: str = "GET") -> int:
