@@ -78,7 +78,7 @@ def test_removed_from_the_group_refused_once_the_cache_expires(registry, idp):
         assert refused, "dave kept push after leaving the group"
         # Both workers may have remembered dave; neither past the TTL.
         time.sleep(max(0.0, LDAP_CACHE_TTL + 1 - (time.monotonic() - removed_at)))
-        assert all(granted(registry, DAVE, scope) == [] for _ in range(4))
+        assert all(granted(registry, DAVE, scope) == [] for _attempt in range(4))
     finally:
         set_member(idp, "Registry Team A", "dave", True)
 
@@ -160,13 +160,13 @@ def test_jwks_rotation_is_picked_up_without_a_restart(registry, idp):
     new_job = ("oidc", mint(idp, kid="ci-2", claims=JOB_CLAIMS))
     scope = "repository:team-a/app/web:push"
     # A token with a new kid makes each worker fetch the JWKS early (at most every 10 s).
-    assert wait_for(lambda: all(token(registry, new_job, scope)[0] == 200 for _ in range(4)), 40)
+    assert wait_for(lambda: all(token(registry, new_job, scope)[0] == 200 for _attempt in range(4)), 40)
     old_job = ("oidc", mint(idp, kid="ci-1", claims=JOB_CLAIMS))
     assert token(registry, old_job, scope)[0] == 200
     remove_key(idp, "ci", "ci-1")
     try:
         # Signed before the removal, presented after it: refused once every worker refreshed.
-        assert wait_for(lambda: all(token(registry, old_job, scope)[0] == 401 for _ in range(4)), 40)
+        assert wait_for(lambda: all(token(registry, old_job, scope)[0] == 401 for _attempt in range(4)), 40)
         assert "no key of issuer ci matches kid 'ci-1'" in last_audit(registry, "oidc")["reason"]
         assert token(registry, new_job, scope)[0] == 200
     finally:

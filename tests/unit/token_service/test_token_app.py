@@ -16,7 +16,6 @@ from dockyard_token.app import Config, TokenService
 from dockyard_token.keys import SigningKeyError, libtrust_key_id
 
 
-
 def query(*scopes, service=SERVICE, **extra):
     pairs = [("service", service)] + [("scope", scope) for scope in scopes] + list(extra.items())
     return urllib.parse.urlencode(pairs)

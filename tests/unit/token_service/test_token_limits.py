@@ -1,7 +1,6 @@
 """Failed-login limits: the policy with an injected clock, the state shared through files, the app's 429."""
 from __future__ import annotations
 
-import base64
 import fcntl
 import json
 import os

@@ -125,7 +125,7 @@ def test_a_second_issuers_token_never_gets_the_first_issuers_rules(workload_app)
 
 
 def test_workload_refusals_do_not_lock_out_other_jobs(workload_app):
-    for _ in range(15):
+    for _attempt in range(15):
         assert call(workload_app, PUSH_SCOPE, basic("oidc", mint(OTHER_KEY, claims())))[0] == 401
     assert granted(call(workload_app, PUSH_SCOPE, basic("oidc", mint(RSA_KEY, claims()))))
 

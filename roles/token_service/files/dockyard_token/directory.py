@@ -210,8 +210,8 @@ class Directory:
         """(groups or None, from_cache, reason); raises Unavailable when the directory cannot answer."""
         if not password or not login or len(login) > MAX_LOGIN or any(ord(char) < 32 for char in login):
             return None, False, "wrong credentials"
-        key = hmac.digest(self._cache_key, b"\0".join(part.encode("utf-8", "surrogatepass")
-                                                       for part in (login, password)), "sha256")
+        message = b"\0".join(part.encode("utf-8", "surrogatepass") for part in (login, password))
+        key = hmac.digest(self._cache_key, message, "sha256")
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
