@@ -171,6 +171,7 @@ def test_jwks_rotation_is_picked_up_without_a_restart(registry, idp):
         assert token(registry, new_job, scope)[0] == 200
     finally:
         keygen(idp, "ci", "ci-1")
+        remove_key(idp, "ci", "ci-2")
     assert registry.main_pid("dockyard-token.service") == pid, "rotation needed no restart"
 
 
