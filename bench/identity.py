@@ -91,17 +91,22 @@ def job_token() -> tuple[str, str]:
     return "oidc", sh(IDP, f"oidc-issuer mint --issuer ci --kid ci-1 --claims {claims}").strip()
 
 
-def set_ldap_cache_ttl(seconds: int) -> None:
-    sh(REGISTRY, f"python3 - {CONFIG} {seconds} <<'EOF'\n"
+def set_ldap_cache_ttl_zero() -> None:
+    """Keep the configuration's bytes aside, write it with ldap.cache_ttl 0, restart the service."""
+    sh(REGISTRY, f"cp -p {CONFIG} {CONFIG}.bench && python3 - {CONFIG} <<'EOF'\n"
                  "import json, os, sys\n"
-                 "path, ttl = sys.argv[1], int(sys.argv[2])\n"
+                 "path = sys.argv[1]\n"
                  "config = json.load(open(path))\n"
-                 "config['ldap']['cache_ttl'] = ttl\n"
-                 "with open(path + '.bench', 'w') as handle: json.dump(config, handle)\n"
-                 "os.chmod(path + '.bench', 0o640); os.chown(path + '.bench', 0, os.stat(path).st_gid)\n"
-                 "os.replace(path + '.bench', path)\n"
+                 "config['ldap']['cache_ttl'] = 0\n"
+                 "with open(path + '.new', 'w') as handle: json.dump(config, handle)\n"
+                 "os.chmod(path + '.new', 0o640); os.chown(path + '.new', 0, os.stat(path).st_gid)\n"
+                 "os.replace(path + '.new', path)\n"
                  "EOF\n"
                  "systemctl restart dockyard-token.service")
+
+
+def restore_config() -> None:
+    sh(REGISTRY, f"mv {CONFIG}.bench {CONFIG} && systemctl restart dockyard-token.service")
 
 
 def measure(kinds: dict, rounds: int, requests: int) -> dict:
@@ -136,14 +141,13 @@ def main() -> int:
         rate(login, CONCURRENCY * 2)
     warm = measure({"local": lambda: LOGINS["local"], "ldap-warm": lambda: LOGINS["ldap"], "oidc": job_token},
                    options.rounds, options.requests)
-    configured = json.loads(sh(REGISTRY, f"cat {CONFIG}"))["ldap"]["cache_ttl"]
-    set_ldap_cache_ttl(0)
+    set_ldap_cache_ttl_zero()
     try:
         rate(LOGINS["local"], CONCURRENCY * 2)
         cold = measure({"local": lambda: LOGINS["local"], "ldap-cold": lambda: LOGINS["ldap"]},
                        options.rounds, max(options.requests // 5, CONCURRENCY * 10))
     finally:
-        set_ldap_cache_ttl(configured)
+        restore_config()
     report(warm)
     print("with ldap cache_ttl 0 (fewer requests per round):")
     report(cold)
