@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 
 import ldap3
 import pytest
@@ -135,6 +136,14 @@ def test_a_directory_that_is_down_fails_closed(fake):
     fake.down = True
     with pytest.raises(directory.Unavailable, match="Connection refused"):
         fake.make().authenticate("carol", "carol-pw")
+
+
+def test_a_tls_error_outside_ldap3_fails_closed_too(fake):
+    def broken(*_args, **_kwargs):
+        raise ssl.SSLError("certificate verify failed")
+    found = directory.Directory(SETTINGS, "bind-pw", server_factory=lambda: fake.server, connection_factory=broken)
+    with pytest.raises(directory.Unavailable, match="SSLError"):
+        found.authenticate("carol", "carol-pw")
 
 
 def test_a_refused_service_account_is_unavailable_not_wrong_credentials(fake):

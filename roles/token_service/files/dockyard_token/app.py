@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import functools
 import hmac
-import sys
 import ipaddress
 import json
 import secrets
+import sys
 import time
 import typing as t
 import urllib.parse

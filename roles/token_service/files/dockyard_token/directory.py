@@ -209,7 +209,7 @@ class Directory:
                 return self._groups(service, user_dn, login, entries[0]), ""
             finally:
                 service.unbind()
-        except ldap_exceptions.LDAPException as exc:
+        except (ldap_exceptions.LDAPException, OSError) as exc:  # OSError: ssl and socket errors ldap3 lets through
             raise Unavailable("%s: %s" % (type(exc).__name__, exc)) from None
 
     def authenticate(self, login: str, password: str) -> tuple:
