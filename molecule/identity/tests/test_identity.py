@@ -8,7 +8,7 @@ import shlex
 import time
 
 import pytest
-from conftest import ADMIN, ROBOT, USERS, keygen, ldap_start, ldap_stop, mint, remove_key, set_member
+from conftest import ADMIN, IDP, IDP_CA, ROBOT, USERS, keygen, ldap_start, ldap_stop, mint, remove_key, set_member
 
 from registry_checks import REGISTRY, Instance, assert_check_mode_changes_nothing, claims, saved_robot, token
 
@@ -112,6 +112,45 @@ def test_directory_down_local_robot_still_pushes_directory_users_refused(registr
     finally:
         ldap_start(idp)
     assert wait_for(lambda: token(registry, CAROL)[0] == 200, 15)
+
+
+# The service's own directory code against the real slapd, in the other layouts and transports
+# the role supports (the converged service uses LDAPS, a search and memberOf).
+LAYOUT_CHECK = """
+import json, sys
+sys.path.insert(0, "/usr/lib/dockyard-token")
+from dockyard_token import directory
+settings, login, password = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+try:
+    print(json.dumps(directory.Directory(settings, "molecule-ldap-bind").authenticate(login, password)[::2]))
+except directory.Unavailable as exc:
+    print(json.dumps(["unavailable", str(exc)]))
+"""
+LAYOUTS = {
+    "starttls, group search": {"url": f"ldap://{IDP}", "start_tls": True, "group_source": "search",
+                               "group_base": "ou=groups,dc=dockyard,dc=test",
+                               "group_filter": "(&(objectClass=groupOfNames)(member={dn}))"},
+    "bind template, memberOf": {"bind_template": "uid={user},ou=people,dc=dockyard,dc=test", "bind_dn": "",
+                                "user_filter": "", "user_base": ""},
+}
+
+
+def layout(registry: Instance, change: dict, login: str, password: str) -> list:
+    settings = {"url": f"ldaps://{IDP}", "ca_file": IDP_CA, "bind_dn": "cn=dockyard,ou=services,dc=dockyard,dc=test",
+                "user_base": "ou=people,dc=dockyard,dc=test", "user_filter": "(&(objectClass=inetOrgPerson)(uid={user}))",
+                "group_map": {"Registry Team A": "team-a", "registry-readers": "readers"}, "cache_ttl": 0, **change}
+    return json.loads(registry.run(f"python3 -c {shlex.quote(LAYOUT_CHECK)} {shlex.quote(json.dumps(settings))} "
+                                   f"{shlex.quote(login)} {shlex.quote(password)}").stdout)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_other_directory_layouts_and_starttls_with_the_real_directory(registry, name):
+    assert layout(registry, LAYOUTS[name], *CAROL) == [["readers", "team-a"], ""]
+    assert layout(registry, LAYOUTS[name], "carol", "wrong") == [None, "wrong credentials"]
+    assert layout(registry, LAYOUTS[name], "carol,ou=people", USERS["carol"])[0] is None
+    # Another CA than the one that signed slapd's certificate: refused, never sent a password.
+    untrusted = layout(registry, dict(LAYOUTS[name], ca_file="/etc/ssl/certs/ISRG_Root_X1.pem"), *CAROL)
+    assert untrusted[0] == "unavailable", untrusted
 
 
 # --- workload identity (OIDC) --------------------------------------------------------------
