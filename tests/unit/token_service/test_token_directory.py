@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import ssl
+import time
 
 import ldap3
 import pytest
@@ -122,7 +123,7 @@ def test_two_entries_for_one_name_are_refused(fake):
 
 def test_successes_are_cached_for_the_ttl_only(fake, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr(directory.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     found = fake.make()
     assert found.authenticate("dave", "dave-pw") == (("team-a",), False, "")
     fake.admin.modify("uid=dave," + PEOPLE, {"memberOf": [(ldap3.MODIFY_REPLACE, [])]})

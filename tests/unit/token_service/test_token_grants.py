@@ -154,7 +154,7 @@ def test_cache_hits_only_for_the_same_password_and_hash(index, authenticator):
 
 def test_cache_never_holds_the_password(index, authenticator):
     authenticator.authenticate(index, "alice", "alice-pw")
-    assert all(b"alice-pw" not in key for key in authenticator._cache)  # pylint: disable=protected-access
+    assert len(authenticator.cache) == 1 and all(b"alice-pw" not in key for key in authenticator.cache)
 
 
 def test_disabling_takes_effect_through_the_cache(index, authenticator):
@@ -181,7 +181,7 @@ def test_cache_is_bounded(index):
     authenticator = Authenticator(ttl=60, size=2)
     for account in ("alice", "bob", "admin"):
         authenticator.authenticate(index, account, account + "-pw")
-    assert len(authenticator._cache) == 2  # pylint: disable=protected-access
+    assert len(authenticator.cache) == 2
 
 
 # --- the live store --------------------------------------------------------------------

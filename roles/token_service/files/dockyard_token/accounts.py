@@ -51,50 +51,72 @@ class StoreView:
             return self._index
 
 
-class Authenticator:
-    """Verifies account + password against the store, with a short-lived cache of successes.
+class SuccessCache:
+    """Successful credential checks, remembered for ``ttl`` seconds (0: off), ``size`` at most.
 
-    The cache key is an HMAC, under a random per-process key, of the account, the
-    password and the stored hash: no password is kept, and a changed password, a
-    rotated secret or a removed account can never hit an old entry. Disabled and
-    expired accounts are checked on every call, cache or not. Failures are never
-    cached, and an unknown account still pays one bcrypt (no timing oracle).
+    Entries are keyed by an HMAC, under a random per-process key, of the parts that made the
+    check (account, password, and whatever else must match): no password is kept, and a
+    change in any part can never hit an old entry. Failures are never put here.
     """
 
-    def __init__(self, ttl: float = 60.0, size: int = 4096) -> None:
+    def __init__(self, ttl: float, size: int = 4096) -> None:
         self.ttl = ttl
         self.size = size
         self._key = secrets.token_bytes(32)
-        self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._entries: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
-        self._dummy_hash = _accounts.hash_secret(secrets.token_urlsafe(16))
-        self.hits = 0
 
-    def _cache_key(self, account: str, password: str, stored: str) -> bytes:
-        message = b"\0".join(part.encode("utf-8", "surrogatepass") for part in (account, password, stored))
-        return hmac.digest(self._key, message, "sha256")
+    def _digest(self, parts: tuple) -> bytes:
+        return hmac.digest(self._key, b"\0".join(part.encode("utf-8", "surrogatepass") for part in parts), "sha256")
+
+    def get(self, *parts: str) -> t.Any:
+        """The value remembered for these parts, None when there is none (or it expired)."""
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            found = self._entries.get(self._digest(parts))
+        return found[1] if found is not None and found[0] > time.monotonic() else None
+
+    def put(self, value: t.Any, *parts: str) -> None:
+        if self.ttl <= 0:
+            return
+        key = self._digest(parts)
+        with self._lock:
+            self._entries[key] = (time.monotonic() + self.ttl, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> t.Iterator[bytes]:
+        return iter(list(self._entries))
+
+
+class Authenticator:
+    """Verifies account + password against the store, with a short-lived cache of successes.
+
+    The cache (SuccessCache) is keyed by the account, the password and the stored hash, so a
+    changed password, a rotated secret or a removed account can never hit an old entry.
+    Disabled and expired accounts are checked on every call, cache or not. An unknown
+    account still pays one bcrypt (no timing oracle).
+    """
+
+    def __init__(self, ttl: float = 60.0, size: int = 4096) -> None:
+        self.cache = SuccessCache(ttl, size)
+        self._dummy_hash = _accounts.hash_secret(secrets.token_urlsafe(16))
 
     def _verify(self, account: str, password: str, stored: t.Optional[str]) -> tuple:
         """(ok, from_cache)"""
         if stored is None:
             _accounts.check_secret(password, self._dummy_hash)
             return False, False
-        if self.ttl <= 0:
-            return _accounts.check_secret(password, stored), False
-        key = self._cache_key(account, password, stored)
-        now = time.monotonic()
-        with self._lock:
-            expires = self._cache.get(key)
-            if expires is not None and expires > now:
-                self.hits += 1
-                return True, True
+        if self.cache.get(account, password, stored):
+            return True, True
         if not _accounts.check_secret(password, stored):
             return False, False
-        with self._lock:
-            self._cache[key] = now + self.ttl
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
+        self.cache.put(True, account, password, stored)
         return True, False
 
     def authenticate(self, index: RuleIndex, account: str, password: str) -> tuple:

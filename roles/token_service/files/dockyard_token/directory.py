@@ -18,18 +18,14 @@ user removed from a group keeps its rights at most that long.
 """
 from __future__ import annotations
 
-import collections
-import hmac
 import os
-import secrets
 import socket
 import ssl
-import threading
-import time
 import typing as t
 import urllib.parse
 
 from . import _accounts
+from .accounts import SuccessCache
 
 try:
     import ldap3
@@ -84,11 +80,13 @@ def check_settings(settings: dict, bind_password: str) -> dict:
     group_map = result["group_map"]
     if not isinstance(group_map, dict) or not all(isinstance(key, str) and key for key in group_map):
         raise ValueError("ldap: group_map maps directory group names or DNs to Dockyard group names")
-    for name in group_map.values():
-        names = name if isinstance(name, list) else [name]
-        for group in names:
-            if not isinstance(group, str):
-                raise ValueError("ldap: group_map values are Dockyard group names")
+    try:
+        # Directory names compare in any case: {lower-case name or DN: (Dockyard groups...)}.
+        result["group_map"] = {key.lower(): tuple(_accounts.check_group_name(name) for name in
+                                                  (value if isinstance(value, list) else [value]))
+                               for key, value in group_map.items()}
+    except _accounts.InvalidValue as exc:
+        raise ValueError("ldap: group_map: %s" % exc) from None
     for name, low, high in (("timeout", 1, 60), ("cache_ttl", 0, 3600)):
         value = result[name]
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -113,15 +111,9 @@ class Directory:
                  connection_factory: t.Optional[t.Callable] = None) -> None:
         self.settings = check_settings(settings, bind_password)
         self._bind_password = bind_password
-        self._map: dict = {}
-        for key, value in self.settings["group_map"].items():
-            names = value if isinstance(value, list) else [value]
-            self._map[key.lower()] = tuple(_check_group(name) for name in names)
         self._server_factory = server_factory or self._server
         self._connection_factory = connection_factory or ldap3.Connection
-        self._cache_key = secrets.token_bytes(32)
-        self._cache: collections.OrderedDict = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self.cache = SuccessCache(self.settings["cache_ttl"])
 
     def _server(self) -> t.Any:
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, version=ssl.PROTOCOL_TLS_CLIENT,
@@ -140,6 +132,7 @@ class Directory:
             # peer's delayed ACK add 40 ms to every bind (measured: 48 ms -> 5.5 ms per bind).
             connection.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.settings["start_tls"] and not connection.start_tls():
+            connection.unbind()
             raise Unavailable("StartTLS failed: %s" % (connection.result or {}).get("description", "no answer"))
         if connection.bind():
             return connection
@@ -174,9 +167,10 @@ class Directory:
                 value = (group.get("attributes") or {}).get(attribute)
                 value = value[0] if isinstance(value, list) and value else value
                 names.append((group.get("dn", ""), value if isinstance(value, str) else group.get("dn", "")))
+        group_map = self.settings["group_map"]
         groups: set = set()
         for dn, name in names:
-            groups.update(self._map.get(str(dn).lower(), ()) or self._map.get(str(name).lower(), ()))
+            groups.update(group_map.get(str(dn).lower(), ()) or group_map.get(str(name).lower(), ()))
         return tuple(sorted(groups))
 
     def _lookup(self, login: str, password: str) -> tuple:
@@ -216,25 +210,10 @@ class Directory:
         """(groups or None, from_cache, reason); raises Unavailable when the directory cannot answer."""
         if not password or not login or len(login) > MAX_LOGIN or any(ord(char) < 32 for char in login):
             return None, False, "wrong credentials"
-        message = b"\0".join(part.encode("utf-8", "surrogatepass") for part in (login, password))
-        key = hmac.digest(self._cache_key, message, "sha256")
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] > now:
-                return cached[1], True, ""
+        groups = self.cache.get(login, password)
+        if groups is not None:
+            return groups, True, ""
         groups, reason = self._lookup(login, password)
-        if groups is not None and self.settings["cache_ttl"] > 0:
-            with self._lock:
-                self._cache[key] = (now + self.settings["cache_ttl"], groups)
-                self._cache.move_to_end(key)
-                while len(self._cache) > 4096:
-                    self._cache.popitem(last=False)
+        if groups is not None:
+            self.cache.put(groups, login, password)
         return groups, False, reason
-
-
-def _check_group(name: t.Any) -> str:
-    try:
-        return _accounts.check_group_name(name)
-    except _accounts.InvalidValue as exc:
-        raise ValueError("ldap: group_map: %s" % exc) from None
