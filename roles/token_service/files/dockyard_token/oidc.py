@@ -191,7 +191,6 @@ class KeySet:
         self._file_stamp: t.Optional[tuple] = None
         self._error = ""
         self._lock = threading.Lock()
-        self.fetches = 0
 
     def _load_file(self) -> dict:
         path = self.issuer.jwks_file
@@ -208,7 +207,6 @@ class KeySet:
 
     def _fetch(self) -> None:
         self._attempted = self.clock()
-        self.fetches += 1
         jwks_uri = self.issuer.jwks_uri
         if not jwks_uri:
             discovery = _fetch_json(self.issuer.url.rstrip("/") + "/.well-known/openid-configuration",
@@ -228,8 +226,7 @@ class KeySet:
                 return self._load_file()
         with self._lock:
             now = self.clock()
-            age = now - self._fetched if self._fetched >= 0 else None
-            stale = age is None or age >= self.issuer.jwks_refresh
+            stale = self._fetched < 0 or now - self._fetched >= self.issuer.jwks_refresh
             unknown = kid is not None and kid not in self._keys
             may_retry = self._attempted < 0 or now - self._attempted >= MIN_REFETCH
             if (stale or unknown) and may_retry:
