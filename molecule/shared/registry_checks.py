@@ -15,6 +15,19 @@ READER = ("reader", "molecule-read-secret")
 STORE = "/var/lib/docker-registry/docker/registry/v2"
 
 
+def instance_name(role: str) -> str:
+    """A scenario's instance as its molecule.yml spells it: dockyard-ROLE and the suffix that
+    names one checkout's instances apart (DOCKYARD_INSTANCE_SUFFIX)."""
+    return f"dockyard-{role}{os.environ.get('DOCKYARD_INSTANCE_SUFFIX', '')}"
+
+
+def scenario_instance(role: str) -> "Instance":
+    """Another instance of the scenario than the one testinfra runs the checks for."""
+    import testinfra  # pylint: disable=import-outside-toplevel  (only the Molecule verifier has it)
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return Instance(testinfra.get_host(f"ansible://{instance_name(role)}?ansible_inventory={inventory}"))
+
+
 class Instance:
     """Runs commands in the test instance and speaks HTTP to its gateway with curl."""
 
@@ -131,6 +144,15 @@ def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra
                           f"'https://{REGISTRY}/auth/token?{query}'")
     body = instance.host.file("/tmp/token.json").content_string
     return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
+
+
+def try_push(instance: Instance, creds: tuple[str, str] | None, reference: str, seed: str):
+    """Push a new one-tag image (seed: its content) with skopeo, anonymously without creds;
+    the command's result, for checks that expect a refusal as well as a success."""
+    layout = f"/tmp/oci-{seed}"
+    instance.run(f"rm -rf {layout} && oci-image {layout} --tag 1 --seed {seed}")
+    auth = f"--dest-creds {shlex.quote(':'.join(creds))}" if creds else "--dest-no-creds"
+    return instance.run(f"skopeo copy -q {auth} oci:{layout}:1 docker://{REGISTRY}/{reference}", ok=False)
 
 
 def saved_robot(primary: str, name: str) -> tuple[str, str]:

@@ -7,24 +7,18 @@ import sys
 import time
 
 import pytest
-import testinfra
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
 
-from registry_checks import REGISTRY, Instance  # noqa: E402  pylint: disable=wrong-import-position
+from registry_checks import (REGISTRY, Instance,  # noqa: E402  pylint: disable=wrong-import-position
+                             instance_name as name, scenario_instance as _instance)
 
-SUFFIX = os.environ.get("DOCKYARD_INSTANCE_SUFFIX", "")
 ADMIN = ("admin", "molecule-admin-secret")
 BACKEND = "registry_nodes"
 SWIFT_SECRET = "molecule-swift-secret"
 CONTAINER = "dockyard-registry"
 # Figures the checks measure (node loss, GC under load), one JSON line each, for the docs.
 FIGURES = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / ".build" / "reports" / "cluster.jsonl"
-
-
-def name(role: str) -> str:
-    """The instance's name as molecule.yml spells it."""
-    return f"dockyard-{role}{SUFFIX}"
 
 
 def via(node: str) -> str:
@@ -62,11 +56,6 @@ def record_figures(check: str, figures: dict) -> None:
         out.write(json.dumps({"check": check, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               **figures}) + "\n")
     print(check, json.dumps(figures))
-
-
-def _instance(role: str) -> Instance:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return Instance(testinfra.get_host(f"ansible://{name(role)}?ansible_inventory={inventory}"))
 
 
 @pytest.fixture(scope="session")

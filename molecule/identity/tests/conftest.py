@@ -11,20 +11,17 @@ and two OIDC issuers, issuer_url("ci") (keys ci-1 RS256, ci-es ES256) and issuer
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shlex
 import sys
 
 import pytest
-import testinfra
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
 
-from registry_checks import Instance  # noqa: E402  pylint: disable=wrong-import-position
+from registry_checks import Instance, instance_name, scenario_instance  # noqa: E402  pylint: disable=wrong-import-position
 
-SUFFIX = os.environ.get("DOCKYARD_INSTANCE_SUFFIX", "")
-IDP = f"dockyard-idp{SUFFIX}"
+IDP = instance_name("idp")
 ADMIN = ("admin", "molecule-admin-secret")
 ROBOT = "robot$ci"
 BASE_DN = "dc=dockyard,dc=test"
@@ -47,21 +44,16 @@ def user_dn(uid: str) -> str:
     return f"uid={uid},{PEOPLE}"
 
 
-def _instance(name: str) -> Instance:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return Instance(testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}"))
-
-
 @pytest.fixture(scope="session")
 def registry() -> Instance:
     """The token-mode registry; its checks' clients (skopeo, curl, ldap-utils, PyJWT) run here."""
-    return _instance(f"dockyard-identity{SUFFIX}")
+    return scenario_instance("identity")
 
 
 @pytest.fixture(scope="session")
 def idp() -> Instance:
     """slapd and oidc-issuer."""
-    return _instance(IDP)
+    return scenario_instance("idp")
 
 
 def mint(idp: Instance, issuer: str = "ci", kid: str = "ci-1", **options: object) -> str:
