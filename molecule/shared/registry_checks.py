@@ -9,6 +9,8 @@ import shlex
 import subprocess
 import urllib.parse
 
+import testinfra
+
 REGISTRY = "registry.dockyard.test"
 PUSHER = ("dockyard", "molecule-push-secret")
 READER = ("reader", "molecule-read-secret")
@@ -23,7 +25,6 @@ def instance_name(role: str) -> str:
 
 def scenario_instance(role: str) -> "Instance":
     """Another instance of the scenario than the one testinfra runs the checks for."""
-    import testinfra  # pylint: disable=import-outside-toplevel  (only the Molecule verifier has it)
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     return Instance(testinfra.get_host(f"ansible://{instance_name(role)}?ansible_inventory={inventory}"))
 
