@@ -44,11 +44,11 @@ CONFIG_KEYS = {
     "service": (str,), "readonly_dropin": (str,), "socket": (str,),
     "storage_root": (str, type(None)), "cache_dirs": (list,), "delete_untagged": (bool,),
     "lock_file": (str,), "probe_timeout": (int, float), "environment_file": (str, type(None)),
-    "cluster_nodes": (list,),
+    "cluster_nodes": (list,), "metrics_file": (str, type(None)),
 }
 STEPS = ("readonly", "collect", "restore")
 ABSOLUTE_KEYS = ("registry_binary", "registry_config", "readonly_dropin", "socket",
-                 "storage_root", "lock_file", "environment_file")
+                 "storage_root", "lock_file", "environment_file", "metrics_file")
 
 
 class GCError(Exception):
@@ -340,6 +340,51 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
+METRICS = (
+    ("last_run_timestamp_seconds", "When the last garbage collection ended (unix time)."),
+    ("last_run_success", "1 when the last garbage collection succeeded, 0 when it failed."),
+    ("last_success_timestamp_seconds", "When a garbage collection last succeeded (unix time)."),
+    ("blobs_deleted", "Blobs the last successful collection deleted."),
+    ("manifests_deleted", "Manifests the last successful collection deleted."),
+    ("bytes_freed", "Bytes of blob data the last successful collection freed."),
+    ("duration_seconds", "How long the last successful collection took, read-only window included."),
+)
+METRIC_LINE_RE = re.compile(r"^dockyard_gc_([a-z_]+) (\S+)$")
+
+
+def read_metrics(path: str) -> dict[str, float]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    values = {}
+    for line in lines:
+        match = METRIC_LINE_RE.match(line)
+        if match:
+            try:
+                values[match.group(1)] = float(match.group(2))
+            except ValueError:
+                continue
+    return values
+
+
+def write_metrics(path: str, report: dict, now: float) -> None:
+    """The node exporter's textfile collector reads these; a failed run keeps the last success."""
+    values = read_metrics(path)
+    values.update(last_run_timestamp_seconds=now, last_run_success=1 if report["result"] == "ok" else 0)
+    if report["result"] == "ok":
+        values.update(last_success_timestamp_seconds=now, blobs_deleted=report.get("blobs_deleted", 0),
+                      manifests_deleted=report.get("manifests_deleted", 0),
+                      bytes_freed=report.get("bytes_freed") or 0, duration_seconds=report["duration"])
+    lines = []
+    for name, text in METRICS:
+        if name in values:
+            lines += [f"# HELP dockyard_gc_{name} {text}", f"# TYPE dockyard_gc_{name} gauge",
+                      f"dockyard_gc_{name} {values[name]:.17g}"]
+    write_atomically(path, "\n".join(lines) + "\n")
+
+
 def take_lock(path: str):
     try:
         handle = open(path, "a", encoding="utf-8")
@@ -565,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     lock = None
+    config = None
     try:
         config = load_config(args.config)
         if args.step is None and not args.dry_run:
@@ -576,20 +622,36 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report = run_step(args.step, config, args.dry_run, delete_untagged, started)
     except GCError as exc:
-        emit({"result": "failed", "changed": exc.step not in NO_CHANGE_STEPS, **phase(args), "step": exc.step,
-              "error": str(exc), "duration": time.monotonic() - started}, args.json, sys.stdout)
+        report = {"result": "failed", "changed": exc.step not in NO_CHANGE_STEPS, **phase(args), "step": exc.step,
+                  "error": str(exc), "duration": time.monotonic() - started}
+        record(config, args, report)
+        emit(report, args.json, sys.stdout)
         return exc.exit_code
     except Interrupted as exc:
-        emit({"result": "failed", "changed": False, **phase(args), "step": "interrupted", "error": str(exc),
-              "duration": time.monotonic() - started}, args.json, sys.stdout)
+        report = {"result": "failed", "changed": False, **phase(args), "step": "interrupted", "error": str(exc),
+                  "duration": time.monotonic() - started}
+        record(config, args, dict(report, step="collect"))
+        emit(report, args.json, sys.stdout)
         return EXIT_FAILED
     finally:
         if lock is not None:
             lock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    record(config, args, report)
     emit(report, args.json, sys.stdout)
     return EXIT_OK
+
+
+def record(config: dict | None, args: argparse.Namespace, report: dict) -> None:
+    """Metrics of a collection that ran (not of a dry run, a refusal or another run's lock)."""
+    collecting = args.step in (None, "collect") and not args.dry_run
+    if config is None or not config["metrics_file"] or not collecting or report.get("step") in ("lock", "cluster"):
+        return
+    try:
+        write_metrics(config["metrics_file"], report, time.time())
+    except OSError as exc:
+        print(f"{PROG}: cannot write the metrics file {config['metrics_file']}: {exc}", file=sys.stderr)
 
 
 NO_CHANGE_STEPS = frozenset({"config", "cluster", "lock", "guard", "dry-run", "check-read-only", "interrupted"})

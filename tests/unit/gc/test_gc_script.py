@@ -280,6 +280,7 @@ def write_config(tmp_path: pathlib.Path, registry: Registry, **overrides) -> pat
         "probe_timeout": 20,
         "environment_file": None,
         "cluster_nodes": ["localhost"],
+        "metrics_file": None,
         **overrides,
     }
     path = tmp_path / "registry-gc.json"
@@ -831,3 +832,57 @@ def test_is_read_only_reads_the_running_process(tmp_path, monkeypatch):
         for process in (child, other):
             process.kill()
             process.wait()
+
+
+# ---------------------------------------------------------------- metrics for the node exporter
+
+def gc_metrics(path: pathlib.Path) -> dict[str, float]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            name, value = line.split(" ")
+            values[name] = float(value)
+    return values
+
+
+def with_metrics_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    config_path = tmp_path / "registry-gc.json"
+    config = json.loads(config_path.read_text())
+    config["metrics_file"] = str(tmp_path / "textfile" / "dockyard_gc.prom")
+    config_path.write_text(json.dumps(config))
+    return pathlib.Path(config["metrics_file"])
+
+
+def test_a_collection_writes_its_metrics_and_a_failure_keeps_the_last_success(populated, fake_service, tmp_path,
+                                                                               capsys):
+    metrics = with_metrics_file(tmp_path)
+    before = time.time()
+    code, out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
+    assert code == 0, out
+    first = gc_metrics(metrics)
+    assert first["dockyard_gc_last_run_success"] == 1
+    assert before <= first["dockyard_gc_last_success_timestamp_seconds"] == first["dockyard_gc_last_run_timestamp_seconds"]
+    assert first["dockyard_gc_blobs_deleted"] >= 1 and first["dockyard_gc_bytes_freed"] > 0
+    assert "# TYPE dockyard_gc_bytes_freed gauge" in metrics.read_text()
+    assert oct(metrics.stat().st_mode & 0o777) == "0o644"
+
+    # A dry run is not a collection: the file stays as it is.
+    run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--dry-run")
+    assert gc_metrics(metrics) == first
+
+    # Refused by the guard (an index exists): GC did not run, which the alert must see.
+    code, out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"), "--delete-untagged")
+    assert code == 1, out
+    failed = gc_metrics(metrics)
+    assert failed["dockyard_gc_last_run_success"] == 0
+    assert failed["dockyard_gc_last_run_timestamp_seconds"] > first["dockyard_gc_last_run_timestamp_seconds"]
+    assert failed["dockyard_gc_last_success_timestamp_seconds"] == first["dockyard_gc_last_success_timestamp_seconds"]
+    assert failed["dockyard_gc_blobs_deleted"] == first["dockyard_gc_blobs_deleted"]
+
+
+def test_another_run_holding_the_lock_is_not_a_failed_collection(populated, fake_service, tmp_path, capsys):
+    metrics = with_metrics_file(tmp_path)
+    with open(tmp_path / "gc.lock", "w", encoding="utf-8") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, _out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
+    assert code == 75 and not metrics.exists()
