@@ -166,6 +166,35 @@ def saved_robot(primary: str, name: str) -> tuple[str, str]:
         return name, json.load(handle)["secret"]
 
 
+def recreate_instance(name: str) -> None:
+    """Destroy an instance and start a new, empty one in its place: same image, name,
+    network aliases, mounts and Docker settings (what molecule created), nothing else kept."""
+    info = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, text=True,
+                                     check=True).stdout)[0]
+    config, host_config = info["Config"], info["HostConfig"]
+    command = ["docker", "run", "-d", "--name", name, "--hostname", config["Hostname"],
+               "--cgroupns", host_config["CgroupnsMode"] or "private"]
+    command += [argument for capability in host_config["CapAdd"] or [] for argument in ("--cap-add", capability)]
+    command += [argument for bind in host_config["Binds"] or [] for argument in ("-v", bind)]
+    command += [argument for path, options in (host_config["Tmpfs"] or {}).items()
+                for argument in ("--tmpfs", f"{path}:{options}" if options else path)]
+    command += [argument for option in host_config["SecurityOpt"] or [] for argument in ("--security-opt", option)]
+    command += [argument for limit in host_config["Ulimits"] or []
+                for argument in ("--ulimit", f"{limit['Name']}={limit['Soft']}:{limit['Hard']}")]
+    command += [argument for entry in host_config["ExtraHosts"] or [] for argument in ("--add-host", entry)]
+    command += [argument for key, value in config["Labels"].items() for argument in ("--label", f"{key}={value}")]
+    networks = info["NetworkSettings"]["Networks"]
+    first, *others = networks
+    aliases = [alias for alias in networks[first]["Aliases"] or []
+               if alias not in (name, config["Hostname"]) and not re.fullmatch(r"[0-9a-f]{12}", alias)]
+    command += ["--network", first] + [argument for alias in aliases for argument in ("--network-alias", alias)]
+    command += [config["Image"], *config["Cmd"]]
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=True)
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    for network in others:
+        subprocess.run(["docker", "network", "connect", network, name], capture_output=True, check=True)
+
+
 def claims(jwt: str) -> dict:
     """The claims of a token, unverified (the registry checks the signature)."""
     payload = jwt.split(".")[1]
