@@ -2,7 +2,9 @@
 #   make demo   - set up the tools, provision a local demo registry host, push a sample image
 #                 from this host with skopeo and pull it back; RELEASE=12 for a Debian 12
 #                 demo host instead of Debian 13 (the default)
-#   make test   - lint, sanity, unit, integration and Molecule tests
+#   make test   - lint, sanity, unit, alert-rule, integration and Molecule tests
+# and, on their own:
+#   make rules  - check the shipped Prometheus alert rules and run their unit tests (promtool)
 SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -11,8 +13,10 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 SCENARIOS ?= default token cluster identity
 # Debian release of the demo host: 13 (trixie, the current stable) or 12 (bookworm).
 RELEASE ?= 13
+# promtool from Debian's prometheus package, extracted by tools/bootstrap.sh.
+PROMTOOL := .build/tools/promtool
 
-.PHONY: demo demo-destroy bootstrap test lint sanity unit integration molecule bench build
+.PHONY: demo demo-destroy bootstrap test lint sanity unit rules integration molecule bench build
 
 bootstrap:
 	tools/bootstrap.sh
@@ -23,7 +27,7 @@ demo: bootstrap
 demo-destroy:
 	tools/demo.sh down
 
-test: bootstrap lint sanity unit integration molecule
+test: bootstrap lint sanity unit rules integration molecule
 	@echo "make test: every suite passed"
 
 lint:
@@ -35,6 +39,15 @@ sanity:
 
 unit:
 	$(BIN)/python -m pytest -q tests/unit
+
+# The alert rules shipped in roles/monitoring: syntax and templates, then the unit tests
+# with synthetic series (tests/prometheus/). No Prometheus server runs.
+rules: $(PROMTOOL)
+	$(PROMTOOL) check rules roles/monitoring/files/dockyard-alerts.yml
+	$(PROMTOOL) test rules tests/prometheus/*.test.yml
+
+$(PROMTOOL):
+	tools/bootstrap.sh
 
 integration:
 	$(BIN)/python -m pytest -q tests/integration

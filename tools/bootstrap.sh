@@ -41,6 +41,23 @@ if ! cmp -s requirements-dev.txt "$venv/.requirements-dev.txt"; then
     cp requirements-dev.txt "$venv/.requirements-dev.txt"
 fi
 
+# promtool checks and unit-tests the shipped alert rules (make rules). Only the binary is
+# taken from Debian's prometheus package: nothing is installed and no Prometheus runs.
+promtool=.build/tools/promtool
+if [ ! -x "$promtool" ]; then
+    echo "bootstrap: extracting promtool from Debian's prometheus package"
+    download=$(mktemp -d)
+    trap 'rm -rf "$download"' EXIT
+    # apt-get download writes the file as the _apt user.
+    chown _apt "$download"
+    if ! (cd "$download" && apt-get download -qq prometheus >/dev/null 2>&1); then
+        apt-get update -qq
+        (cd "$download" && apt-get download -qq prometheus >/dev/null)
+    fi
+    dpkg-deb --fsys-tarfile "$download"/prometheus_*.deb | tar -x -C "$download" ./usr/bin/promtool
+    install -D -m 0755 "$download/usr/bin/promtool" "$promtool"
+fi
+
 link=.build/collections/ansible_collections/dockyard/registry
 mkdir -p "$(dirname "$link")"
 [ -L "$link" ] || ln -sfn ../../../.. "$link"
