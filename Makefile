@@ -10,7 +10,9 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
-SCENARIOS ?= default token cluster identity
+# Molecule scenarios in lanes (tools/molecule.sh): lanes run side by side, the scenarios of a
+# lane one after another. One scenario: make molecule SCENARIOS=token
+SCENARIOS ?= default,cluster token,identity,operations
 # Debian release of the demo host: 13 (trixie, the current stable) or 12 (bookworm).
 RELEASE ?= 13
 # promtool from Debian's prometheus package, extracted by tools/bootstrap.sh.
@@ -50,16 +52,14 @@ $(PROMTOOL):
 	tools/bootstrap.sh
 
 integration:
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests/integration
 
 # `default` runs on Debian 13 and 12 side by side; `token` on the current stable only (CI time);
 # `cluster` on its own five instances (molecule/cluster/molecule.yml); `identity` on two
-# (a directory and OIDC issuer fixture, and a Debian 12 token-mode registry).
+# (a directory and OIDC issuer fixture, and a Debian 12 token-mode registry); `operations`
+# on three (a Debian 13 registry host, a Debian 12 Prometheus and a client).
 molecule:
-	for scenario in $(SCENARIOS); do \
-	    platform=$$([ "$$scenario" = token ] && echo "--platform-name dockyard-trixie$${DOCKYARD_INSTANCE_SUFFIX:-}"); \
-	    $(BIN)/molecule test -s $$scenario $$platform || exit 1; \
-	done
+	tools/molecule.sh $(SCENARIOS)
 
 build:
 	$(BIN)/ansible-galaxy collection build --force --output-path .build/dist

@@ -4,6 +4,7 @@ import pytest
 
 from ansible_collections.dockyard.registry.plugins.test.cron_schedule import cron_schedule
 from ansible_collections.dockyard.registry.plugins.test.hostname import hostname
+from ansible_collections.dockyard.registry.plugins.test.ip_network import ip_network
 
 
 @pytest.mark.parametrize("schedule", [
@@ -50,3 +51,15 @@ def test_valid_hostnames(name):
 ])
 def test_invalid_hostnames(name):
     assert not hostname(name)
+
+
+@pytest.mark.parametrize("value", ["192.0.2.10", "10.0.0.0/8", "0.0.0.0/0", "2001:db8::1", "2001:db8::/32", "::1", "::/0"])
+def test_valid_ip_networks(value):
+    assert ip_network(value)
+
+
+@pytest.mark.parametrize("value", ["", "192.0.2.256", "192.0.2.1/24", "10.0.0.0/33", "prometheus.example.com",
+                                   "192.0.2.1 ", "192.0.2.1;", "fe80::1%eth0", "2001:db8::1/129", "1.2.3",
+                                   "192.0.2.1-192.0.2.9", "all", None, 3232235521])
+def test_invalid_ip_networks(value):
+    assert not ip_network(value)
