@@ -100,6 +100,8 @@ class Config(t.NamedTuple):
         if not isinstance(config.oidc_issuers, (list, tuple)):
             raise ValueError("%s: oidc_issuers must be a list" % path)
         config = config._replace(oidc_issuers=tuple(config.oidc_issuers))
+        if not isinstance(config.metrics, bool):
+            raise ValueError("%s: metrics must be true or false" % path)
         if not 30 <= int(config.lifetime) <= 86400:
             raise ValueError("%s: lifetime must be 30-86400 seconds" % path)
         if config.events_listen:
