@@ -299,7 +299,8 @@ def test_audit_log_records_token_decisions_and_registry_events(instance, app_ima
 def issued_tokens(instance) -> list[float]:
     """dockyard_token_requests_total{result="issued"} of several scrapes of the service's own
     socket: each lands on any worker, and each must show the sum over all of them."""
-    scrapes = [instance.scrape("http://localhost/metrics", socket="/run/dockyard-token/token.sock") for _ in range(4)]
+    scrapes = [instance.scrape("http://localhost/metrics", socket="/run/dockyard-token/token.sock")
+               for _scrape in range(4)]
     assert all(("dockyard_token_rate_limited_total", ()) in samples for samples in scrapes)
     return [metric(samples, "dockyard_token_requests_total", result="issued", reason="ok") for samples in scrapes]
 
@@ -307,7 +308,7 @@ def issued_tokens(instance) -> list[float]:
 def test_metrics_count_every_workers_logins(instance):
     before = issued_tokens(instance)
     assert len(set(before)) == 1, before
-    assert [token(instance, ALICE, "repository:team-a/app:pull")[0] for _ in range(6)] == [200] * 6
+    assert [token(instance, ALICE, "repository:team-a/app:pull")[0] for _login in range(6)] == [200] * 6
     assert issued_tokens(instance) == [before[0] + 6] * 4
 
 

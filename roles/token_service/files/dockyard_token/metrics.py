@@ -57,7 +57,8 @@ class Metrics:
     process); it must be the library's own $PROMETHEUS_MULTIPROC_DIR."""
 
     def __init__(self, directory: str = "") -> None:
-        import prometheus_client  # pylint: disable=import-outside-toplevel  (installed only when metrics are on)
+        # Imported here: the role installs the library only when metrics are on.
+        import prometheus_client  # pylint: disable=import-outside-toplevel
         from prometheus_client import values  # pylint: disable=import-outside-toplevel
 
         self._client = prometheus_client
@@ -113,4 +114,3 @@ class Metrics:
             registry = self._client.CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, self.directory)
         return self._client.CONTENT_TYPE_LATEST, self._client.generate_latest(registry)
-
