@@ -86,23 +86,22 @@ class Metrics:
             "dockyard_token_account_store_last_reload_timestamp_seconds",
             "When a worker last read the account store successfully (Unix time).",
             registry=self.registry, multiprocess_mode="max")
-        # Every series exists from the start, so rate() and absent() see zeros, not gaps.
-        for result, reasons in REASONS.items():
-            self.duration.labels(result)
-            for reason in reasons:
-                self.requests.labels(result, reason)
-        for result in ("ok", "failed"):
-            self.reloads.labels(result)
+        # Every series exists from the start, so rate() and absent() see zeros, not gaps; the
+        # children are looked up once, not per request.
+        self._requests = {(result, reason): self.requests.labels(result, reason)
+                          for result, reasons in REASONS.items() for reason in reasons}
+        self._durations = {result: self.duration.labels(result) for result in RESULTS}
+        self._reloads = {ok: self.reloads.labels("ok" if ok else "failed") for ok in (True, False)}
 
     def observe(self, status: int, record: dict, seconds: float) -> None:
         result, reason = classify(status, record)
-        self.requests.labels(result, reason).inc()
-        self.duration.labels(result).observe(seconds)
+        self._requests[result, reason].inc()
+        self._durations[result].observe(seconds)
         if reason == "rate_limited":
             self.rate_limited.inc()
 
     def store_reloaded(self, ok: bool) -> None:
-        self.reloads.labels("ok" if ok else "failed").inc()
+        self._reloads[ok].inc()
         if ok:
             self.last_reload.set(time.time())
 
