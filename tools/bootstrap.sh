@@ -9,7 +9,7 @@ venv=${VENV:-.venv}
 # docker.io, skopeo and podman are also the demo's clients on this host (podman's overlay
 # storage works on the host's ext4 as root).
 apt_packages=(docker.io debootstrap docker-registry nginx-light skopeo podman python3-venv python3-bcrypt
-              python3-jwt python3-cryptography python3-gunicorn openssl curl git rsync
+              python3-jwt python3-cryptography python3-gunicorn python3-prometheus-client openssl curl git rsync
               shellcheck logrotate)
 
 missing=()

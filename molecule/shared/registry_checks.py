@@ -132,9 +132,35 @@ class Instance:
         line = self.run(f"systemd-analyze security {unit} | tail -n 1").stdout
         return float(line.split(f"{unit}:")[1].split()[0]), line
 
+    def scrape(self, url: str, *, socket: str = "") -> dict[tuple, float]:
+        """The samples of a Prometheus text exposition at URL (through a unix socket when given),
+        as parse_metrics returns them."""
+        via = f"--unix-socket {shlex.quote(socket)}" if socket else ""
+        return parse_metrics(self.run(f"curl -sS --fail {via} {shlex.quote(url)}").stdout)
+
     def wait_until(self, condition: str, *, attempts: int = 50) -> None:
         """Check a shell condition every 0.2 s until it holds; fail after `attempts` tries."""
         self.run(f"for i in $(seq {attempts}); do ( {condition} ) && exit 0; sleep 0.2; done; exit 1")
+
+
+_SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> dict[tuple, float]:
+    """{(name, ((label, value), ...) sorted): value} of a Prometheus text exposition."""
+    samples = {}
+    for line in text.splitlines():
+        found = _SAMPLE.match(line)
+        if found and not line.startswith("#"):
+            name, labels, number = found.groups()
+            samples[(name, tuple(sorted(_LABEL.findall(labels or ""))))] = float(number)
+    return samples
+
+
+def metric(samples: dict[tuple, float], name: str, **labels: str) -> float:
+    """One sample's value (KeyError when the series is not exposed)."""
+    return samples[(name, tuple(sorted(labels.items())))]
 
 
 def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra: str = "") -> tuple[int, dict]:

@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from registry_checks import (REGISTRY, Instance, assert_check_mode_changes_nothing, assert_nginx_config_is_clean,
-                             claims, playbook, saved_robot, token, try_push)
+                             claims, metric, playbook, saved_robot, token, try_push)
 
 ADMIN = ("admin", "molecule-admin-secret")
 ALICE = ("alice", "molecule-alice-secret")
@@ -294,6 +294,31 @@ def test_audit_log_records_token_decisions_and_registry_events(instance, app_ima
               and entry.get("repository") == "team-a/audited"]
     assert pushes and pushes[-1]["actor"] == "robot$team-a+ci"
     assert ADMIN[1] not in instance.run("cat /var/log/dockyard/token/audit.jsonl").stdout
+
+
+def issued_tokens(instance) -> list[float]:
+    """dockyard_token_requests_total{result="issued"} of several scrapes of the service's own
+    socket: each lands on any worker, and each must show the sum over all of them."""
+    scrapes = [instance.scrape("http://localhost/metrics", socket="/run/dockyard-token/token.sock")
+               for _scrape in range(4)]
+    assert all(("dockyard_token_rate_limited_total", ()) in samples for samples in scrapes)
+    return [metric(samples, "dockyard_token_requests_total", result="issued", reason="ok") for samples in scrapes]
+
+
+def test_metrics_count_every_workers_logins(instance):
+    before = issued_tokens(instance)
+    assert len(set(before)) == 1, before
+    assert [token(instance, ALICE, "repository:team-a/app:pull")[0] for _login in range(6)] == [200] * 6
+    assert issued_tokens(instance) == [before[0] + 6] * 4
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/auth/metrics", "/auth/token/metrics", "/metrics/token",
+                                  "/auth/token/../../metrics", "/_dockyard/health/token", "/healthz"])
+def test_metrics_are_not_public(instance, path):
+    status, _headers, _size = instance.http(path, extra="--path-as-is")
+    assert status == 404 and "dockyard_token" not in instance.body()
+    events = instance.run("curl -sS -o /tmp/body -w '%{http_code}' http://127.0.0.1:5001/metrics").stdout
+    assert events == "404" and "dockyard_token" not in instance.body()
 
 
 def test_check_mode_on_a_converged_host_changes_nothing():

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import typing as t
 
 import pytest
 
-from token_stack import (ISSUER, SERVICE, SERVICE_FILES, SYSTEM_PYTHON, Stack, free_port, wait_http,
+from token_stack import (ISSUER, SERVICE, Stack, free_port, start_service, stop_processes, wait_http,
                          write_key_pair)
 
 
@@ -22,12 +21,12 @@ def stack(tmp_path_factory) -> t.Iterator[Stack]:
     (workdir / "events.secret").write_text(events_secret + "\n")
     store_path = workdir / "token" / "accounts.json"
     audit_log = workdir / "audit.jsonl"
-    (workdir / "token-config.json").write_text(json.dumps({
+    token_config = {
         "issuer": ISSUER, "service": SERVICE, "key": str(key_path), "certificate": str(cert_path),
         "store": str(store_path), "lifetime": 300, "cache_ttl": 60, "audit_log": str(audit_log),
         "audit_stdout": True, "events_listen": "127.0.0.1:%d" % events_port,
         "events_secret_file": str(workdir / "events.secret"), "limits_dir": str(workdir / "limits"),
-    }))
+    }
     (workdir / "registry.yml").write_text(json.dumps({
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": True}},
@@ -42,17 +41,8 @@ def stack(tmp_path_factory) -> t.Iterator[Stack]:
             "timeout": "2s", "threshold": 5, "backoff": "1s", "ignore": {"actions": []},
         }]},
     }))
-    processes = []
+    processes = [start_service(workdir, token_config, ["127.0.0.1:%d" % token_port, "127.0.0.1:%d" % events_port])]
     try:
-        token_log = workdir / "gunicorn.log"
-        with open(token_log, "wb") as log:
-            processes.append(subprocess.Popen(
-                [SYSTEM_PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:%d" % token_port,
-                 "--bind", "127.0.0.1:%d" % events_port, "--workers", "2",
-                 "--chdir", str(SERVICE_FILES), "dockyard_token.wsgi:application"],
-                stdout=log, stderr=subprocess.STDOUT,
-                env=dict(os.environ, DOCKYARD_TOKEN_CONFIG=str(workdir / "token-config.json"))))
-        wait_http("http://127.0.0.1:%d/healthz" % token_port, processes[-1], token_log)
         registry_log = workdir / "registry.log"
         with open(registry_log, "wb") as log:
             processes.append(subprocess.Popen(["docker-registry", "serve", str(workdir / "registry.yml")],
@@ -62,10 +52,4 @@ def stack(tmp_path_factory) -> t.Iterator[Stack]:
                     "127.0.0.1:%d" % registry_port, key, cert, store_path, audit_log, workdir,
                     "http://127.0.0.1:%d/events" % events_port, events_secret)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)

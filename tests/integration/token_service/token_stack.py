@@ -71,6 +71,36 @@ def wait_http(url: str, process: subprocess.Popen, log: pathlib.Path) -> None:
     raise RuntimeError("%s did not answer: %s" % (url, log.read_text(errors="replace")[-3000:]))
 
 
+def start_service(workdir: pathlib.Path, config: dict, binds: t.Sequence[str], workers: int = 2,
+                  options: t.Sequence[str] = (), env: t.Optional[dict] = None) -> subprocess.Popen:
+    """The token service under gunicorn as the unit runs it, with ``config`` as its configuration
+    file; returns once ``/healthz`` answers on the first of ``binds`` (HOST:PORT)."""
+    config_path, log_path = workdir / "token-config.json", workdir / "gunicorn.log"
+    config_path.write_text(json.dumps(config))
+    arguments = [SYSTEM_PYTHON, "-m", "gunicorn", *[part for bind in binds for part in ("--bind", bind)],
+                 "--workers", str(workers), "--chdir", str(SERVICE_FILES), *options, "dockyard_token.wsgi:application"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, DOCKYARD_TOKEN_CONFIG=str(config_path), **(env or {})))
+    try:
+        wait_http("http://%s/healthz" % binds[0], process, log_path)
+    except RuntimeError:
+        stop_processes([process])
+        raise
+    return process
+
+
+def stop_processes(processes: t.Iterable[subprocess.Popen]) -> None:
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def write_key_pair(directory: pathlib.Path, name: str) -> tuple:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])

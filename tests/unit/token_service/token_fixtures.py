@@ -66,7 +66,8 @@ def sample_store() -> dict:
     return _accounts.validate_store(store)
 
 
-def call(app, query="", authorization=None, method="GET", path="/auth/token", **headers):
+def call_raw(app, query="", authorization=None, method="GET", path="/auth/token", **headers):
+    """(status, headers, body bytes) of one WSGI request."""
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_ADDR": ""}
     if authorization is not None:
         environ["HTTP_AUTHORIZATION"] = authorization
@@ -78,7 +79,13 @@ def call(app, query="", authorization=None, method="GET", path="/auth/token", **
         seen["headers"] = dict(response_headers)
 
     body = b"".join(app(environ, start_response))
-    return seen["status"], seen["headers"], json.loads(body) if body else None
+    return seen["status"], seen["headers"], body
+
+
+def call(app, *args, **kwargs):
+    """(status, headers, JSON body or None) of one WSGI request (see call_raw)."""
+    status, headers, body = call_raw(app, *args, **kwargs)
+    return status, headers, json.loads(body) if body else None
 
 
 # --- OIDC identity tokens, made as an issuer (or a forger) would -------------------------

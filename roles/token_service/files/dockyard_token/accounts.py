@@ -20,10 +20,12 @@ class StoreUnavailable(Exception):
 
 
 class StoreView:
-    """Re-reads the store when its inode, mtime or size changes; costs one stat() per call."""
+    """Re-reads the store when its inode, mtime or size changes; costs one stat() per call.
+    ``on_reload(ok)`` is called after each read (the metrics)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, on_reload: t.Optional[t.Callable[[bool], None]] = None) -> None:
         self.path = path
+        self.on_reload = on_reload
         self._stamp: t.Optional[tuple] = None
         self._index: t.Optional[RuleIndex] = None
         self._error: t.Optional[str] = None
@@ -46,6 +48,8 @@ class StoreView:
                     self._index, self._error = None, str(exc)
                 self._stamp = stamp
                 self.generation += 1
+                if self.on_reload is not None:
+                    self.on_reload(self._index is not None)
             if self._index is None:
                 raise StoreUnavailable(self._error or "account store unavailable")
             return self._index

@@ -1,7 +1,8 @@
 # Copyright: Dockyard developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The WSGI application: ``GET /auth/token`` of the Distribution token spec, ``POST /events``
-for the registry's notifications, and ``/healthz``.
+for the registry's notifications, ``/healthz``, and ``GET /metrics`` (Prometheus, metrics.py;
+404 when metrics are off).
 
 A token's ``access`` is always what was asked intersected with what is granted: lack
 of rights gives an empty list, never an error. Wrong credentials give 401 with a Basic
@@ -10,7 +11,7 @@ challenge, a malformed request 400, an unusable store 503; repeated failed login
 event the registry notifies, is written as one JSON line to the audit log (see audit.py).
 
 The events listener is a TCP port on loopback (Distribution cannot post to a unix
-socket); it answers only ``/events`` and ``/healthz``, so local processes cannot reach
+socket); it answers only ``/events`` and ``/healthz`` (never ``/metrics``), so local processes cannot reach
 ``/auth/token`` past the gateway's rate limits or set its ``X-Real-IP``.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import functools
 import hmac
 import ipaddress
 import json
+import os
 import secrets
 import sys
 import time
@@ -32,11 +34,13 @@ from .events import EnvelopeError, audit_record, parse_envelope
 from .grants import ANONYMOUS, Identity
 from .keys import TokenSigner, load_signing_key
 from .limits import ACCOUNT, ADDRESS, PAIR, FailureLimiter, Policy
+from .metrics import MULTIPROC_ENV, Metrics
 from .scopes import CredentialsError, RequestError, parse_basic, parse_scopes
 
 TOKEN_PATH = "/auth/token"
 HEALTH_PATH = "/healthz"
 EVENTS_PATH = "/events"
+METRICS_PATH = "/metrics"
 EVENTS_MEDIA_TYPES = ("application/vnd.docker.distribution.events.v1+json", "application/json")
 MAX_EVENTS_BODY = 1024 * 1024
 MIN_EVENTS_SECRET = 16
@@ -82,6 +86,8 @@ class Config(t.NamedTuple):
     # Workload identity (oidc.py): the trusted issuers, and the account name jobs log in with.
     oidc_issuers: tuple = ()
     oidc_user: str = oidc.DEFAULT_USER
+    # GET /metrics (metrics.py); the multiprocess directory comes from $PROMETHEUS_MULTIPROC_DIR.
+    metrics: bool = False
 
     @classmethod
     def from_file(cls, path: str) -> "Config":
@@ -94,6 +100,8 @@ class Config(t.NamedTuple):
         if not isinstance(config.oidc_issuers, (list, tuple)):
             raise ValueError("%s: oidc_issuers must be a list" % path)
         config = config._replace(oidc_issuers=tuple(config.oidc_issuers))
+        if not isinstance(config.metrics, bool):
+            raise ValueError("%s: metrics must be true or false" % path)
         if not 30 <= int(config.lifetime) <= 86400:
             raise ValueError("%s: lifetime must be 30-86400 seconds" % path)
         if config.events_listen:
@@ -195,7 +203,8 @@ class TokenService:
     def __init__(self, config: Config, audit: t.Optional[AuditLog] = None) -> None:
         self.config = config
         self.key = load_signing_key(config.key, config.certificate)
-        self.store = StoreView(config.store)
+        self.metrics = Metrics(os.environ.get(MULTIPROC_ENV, "")) if config.metrics else None
+        self.store = StoreView(config.store, self.metrics.store_reloaded if self.metrics else None)
         self.authenticator = Authenticator(ttl=config.cache_ttl, size=config.cache_size)
         self.audit = audit or AuditLog(config.audit_log or None, config.audit_stdout, node=config.node)
         self.signer = TokenSigner(self.key, config.x5c)
@@ -224,11 +233,22 @@ class TokenService:
             if method != "POST":
                 return _error("405 Method Not Allowed", "UNSUPPORTED", "use POST", [("Allow", "POST")])
             return self.events(environ)
-        if path != TOKEN_PATH or self.on_events_listener(environ):
+        if path not in (TOKEN_PATH, METRICS_PATH) or self.on_events_listener(environ):
             return _error("404 Not Found", "NOT_FOUND", "not found")
+        if path == METRICS_PATH:
+            return self.exposition(method)
         if method != "GET":
             return _error("405 Method Not Allowed", "UNSUPPORTED", "use GET", [("Allow", "GET")])
         return self.token(environ)
+
+    def exposition(self, method: str) -> tuple:
+        if self.metrics is None:
+            return _error("404 Not Found", "NOT_FOUND", "not found")
+        if method != "GET":
+            return _error("405 Method Not Allowed", "UNSUPPORTED", "use GET", [("Allow", "GET")])
+        content_type, payload = self.metrics.exposition()
+        return "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(payload))),
+                          ("Cache-Control", "no-store")], payload
 
     def on_events_listener(self, environ: dict) -> bool:
         sock = environ.get("gunicorn.socket")
@@ -283,11 +303,15 @@ class TokenService:
     def token(self, environ: dict) -> tuple:
         started = time.monotonic()
         record: dict = {"client_ip": client_address(environ), "subject": None, "requested": [], "granted": []}
+        status = "500"  # an exception: __call__ answers 500
         try:
             status, headers, body = self._token(environ, record)
         finally:
-            record["ms"] = round((time.monotonic() - started) * 1000, 2)
+            elapsed = time.monotonic() - started
+            record["ms"] = round(elapsed * 1000, 2)
             self.audit.write(record)
+            if self.metrics is not None:
+                self.metrics.observe(int(status[:3]), record, elapsed)
         return status, headers, body
 
     def _token(self, environ: dict, record: dict) -> tuple:
