@@ -30,8 +30,8 @@ def audit_lines(registry, text: str) -> int:
 
 def test_backup_and_restore_onto_a_new_instance(registry, client):
     robot = saved_robot(registry.name, ROBOT)
-    kept = {"ops/app:1": (registry.push_image("ops/app", tag="1", seed="app", creds=robot), robot),
-            "ops/base:1": (registry.push_image("ops/base", tag="1", seed="base", creds=ADMIN), ADMIN)}
+    kept = {"ops/app:1": (registry.push_image("ops/app:1", seed="app", creds=robot), robot),
+            "ops/base:1": (registry.push_image("ops/base:1", seed="base", creds=ADMIN), ADMIN)}
     for reference, (digest, creds) in kept.items():
         assert digest_of(client, reference, creds) == digest
     fingerprint = certificate_fingerprint(client)
@@ -45,7 +45,7 @@ def test_backup_and_restore_onto_a_new_instance(registry, client):
     assert "dockyard_backup_last_run_success 1" in registry.run(
         "cat /var/lib/prometheus/node-exporter/dockyard_backup.prom").stdout
     # The registry is read-write again after the snapshot.
-    later = registry.push_image("ops/later", tag="1", seed="later", creds=ADMIN)
+    later = registry.push_image("ops/later:1", seed="later", creds=ADMIN)
     assert digest_of(client, "ops/later:1", ADMIN) == later
 
     recreate_instance(registry.name)
@@ -61,7 +61,7 @@ def test_backup_and_restore_onto_a_new_instance(registry, client):
     assert certificate_fingerprint(client) == fingerprint
     assert audit_lines(registry, '"repository":"ops/app"') >= pushes_before
     # The robot's saved secret still works, and the restored store takes pushes again.
-    assert registry.push_image("ops/app", tag="2", seed="app2", creds=robot)
+    assert registry.push_image("ops/app:2", seed="app2", creds=robot)
 
 
 def test_a_damaged_repository_is_refused_before_anything_is_restored(registry, client):
@@ -72,7 +72,7 @@ def test_a_damaged_repository_is_refused_before_anything_is_restored(registry, c
     middle = len(data) // 2
     data[middle:middle + 16] = bytes(byte ^ 0xFF for byte in data[middle:middle + 16])
     damaged.write_bytes(bytes(data))
-    marker = registry.push_image("ops/after-restore", tag="1", seed="after", creds=ADMIN)
+    marker = registry.push_image("ops/after-restore:1", seed="after", creds=ADMIN)
 
     result = playbook("dockyard.registry.restore", limit=registry.name)
 
