@@ -8,10 +8,11 @@ author: Dockyard developers (!UNKNOWN)
 version_added: 0.1.0
 short_description: Is a string an IPv4 or IPv6 address or network
 description:
-  - True when the input is an IPv4 or IPv6 address (C(192.0.2.10), C(2001:db8::1)) or a network in CIDR
-    notation (C(192.0.2.0/24), C(2001:db8::/32)) whose host bits are zero.
-  - Names, ranges, zone indexes and anything with spaces are refused, as nginx's C(allow), HAProxy's C(src) and
-    nftables would read them differently or not at all.
+  - True when the input is one IPv4 or IPv6 address (C(192.0.2.10), C(2001:db8::10)) or a network in CIDR
+    notation (C(192.0.2.0/24), C(2001:db8::/64)), as nftables takes it in C(ip saddr) and C(ip6 daddr).
+  - Strict, so a typing error cannot widen a firewall rule; a network with host bits set (C(10.0.0.5/8)),
+    leading zeros (C(010.0.0.1)), a zone index (C(fe80::1%eth0)), a host name, a range or spaces are refused.
+  - C(0.0.0.0/0) and C(::/0) are every IPv4 and every IPv6 address.
 options:
   _input:
     description: The address or network to check.
@@ -20,9 +21,9 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Refuse a scraper address the allowlists could not take
+- name: Refuse sources that are not addresses or networks
   ansible.builtin.assert:
-    that: dockyard_metrics_scrapers | reject('dockyard.registry.ip_network') | list | length == 0
+    that: firewall__ssh_sources | reject('dockyard.registry.ip_network') | list | length == 0
 """
 
 RETURN = r"""
@@ -34,14 +35,18 @@ _value:
 import ipaddress
 import re
 
-_SHAPE = re.compile(r"[0-9A-Fa-f.:]+(/[0-9]{1,3})?")
+_TEXT = re.compile(r"[0-9A-Fa-f:.]+(?:/[0-9]{1,3})?")
 
 
 def ip_network(value: object) -> bool:
-    """True when value is an IPv4/IPv6 address or a network with its host bits zero."""
-    if not isinstance(value, str) or not _SHAPE.fullmatch(value):
+    """True when value is an IPv4 or IPv6 address, or a network without host bits."""
+    if not isinstance(value, str) or not _TEXT.fullmatch(value):
+        return False
+    address, _sep, prefix = value.partition("/")
+    if prefix and prefix != str(int(prefix)):
         return False
     try:
+        ipaddress.ip_address(address)
         ipaddress.ip_network(value, strict=True)
     except ValueError:
         return False
