@@ -75,6 +75,9 @@ def loopback_vars(work: pathlib.Path, *, https_port: int, http_port: int, regist
         "gateway__limit_nofile": 4096, "gateway__worker_connections": 1024,
         "_gateway__nginx_pid": str(work / "nginx.pid"), "_gateway__nginx_error_log": str(work / "error.log"),
         "_gateway__certificate": str(certificate), "_gateway__certificate_key": str(key),
+        # Its fixed ports would collide between test workers; the Molecule scenario
+        # `operations` checks the metrics listener.
+        "gateway__metrics_enabled": False,
     }
     if token:
         values["gateway__token_upstream"] = token

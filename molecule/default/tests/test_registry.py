@@ -10,10 +10,10 @@ def test_services_run_and_start_at_boot(host):
         assert service.is_running and service.is_enabled, unit
 
 
-def test_registry_listens_on_no_tcp_port(instance):
+def test_registry_listens_on_no_tcp_port_but_its_loopback_metrics(instance):
     pid = instance.main_pid("docker-registry")
-    listeners = instance.run("ss -Hltnp").stdout
-    assert f"pid={pid}," not in listeners
+    listeners = [line for line in instance.run("ss -Hltnp").stdout.splitlines() if f"pid={pid}," in line]
+    assert len(listeners) == 1 and " 127.0.0.1:5002 " in listeners[0], listeners
     assert instance.run("ss -Hltn").stdout.count(":5000 ") == 0
 
 

@@ -72,7 +72,7 @@ def test_rules_that_are_not_confirmed_are_rolled_back(registry):
     3-second timeout the rollback timer restores the rules from before, exactly."""
     before = registry.run("nft -s list ruleset").stdout
     registry.run("{ cat /etc/nftables.conf; echo 'table inet dockyard_rollback_probe { }'; } "
-                      "> /tmp/rollback-probe.nft")
+                 "> /tmp/rollback-probe.nft")
     registry.run("dockyard-firewall apply /tmp/rollback-probe.nft 3")
     assert registry.run("dockyard-firewall status").stdout.strip() == "pending"
     registry.run("nft list table inet dockyard_rollback_probe")
@@ -87,7 +87,7 @@ def test_rules_that_are_not_confirmed_are_rolled_back(registry):
 def test_a_ruleset_nft_refuses_changes_nothing(registry):
     before = registry.run("nft -s list ruleset").stdout
     registry.run("printf 'table inet dockyard {\\n\\tchain input {\\n\\t\\ttcp dport 8080 acept\\n\\t}\\n}\\n' "
-                      "> /tmp/broken.nft")
+                 "> /tmp/broken.nft")
     result = registry.run("dockyard-firewall apply /tmp/broken.nft 3", ok=False)
     assert result.rc == 2 and "nft refuses /tmp/broken.nft" in result.stderr, result.stderr
     assert registry.run("dockyard-firewall status").stdout.strip() == "idle"

@@ -27,9 +27,8 @@ def query_values(prometheus, expression: str) -> list[float]:
 
 
 def test_prometheus_scrapes_every_part(prometheus):
-    up = wait_for(lambda: (lambda found: found if found == {name: 1.0 for name in COMPONENTS} else None)(
-        targets_up(prometheus)), timeout=120, what="every component up")
-    assert up == {name: 1.0 for name in COMPONENTS}
+    every_part_up = {name: 1.0 for name in COMPONENTS}
+    wait_for(lambda: targets_up(prometheus) == every_part_up, timeout=120, what="every component up")
     for component, family in FAMILIES.items():
         assert query_values(prometheus, f'{family}{{component="{component}"}}'), family
 

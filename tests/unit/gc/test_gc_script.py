@@ -853,8 +853,7 @@ def with_metrics_file(tmp_path: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(config["metrics_file"])
 
 
-def test_a_collection_writes_its_metrics_and_a_failure_keeps_the_last_success(populated, fake_service, tmp_path,
-                                                                               capsys):
+def test_a_collection_writes_its_metrics_and_a_failure_keeps_the_last_success(populated, fake_service, tmp_path, capsys):
     metrics = with_metrics_file(tmp_path)
     before = time.time()
     code, out, _err = run_script(capsys, "--config", str(tmp_path / "registry-gc.json"))
