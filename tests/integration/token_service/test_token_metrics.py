@@ -64,4 +64,3 @@ def test_every_worker_answers_with_the_sum(service):
     assert issued == [200] * 60 and refused == [401] * 4
     assert {counts(service.url) for _scrape in range(12)} == {(60, 4, 60)}
     assert 0 < len(list(service.metrics_dir.glob("counter_*.db"))) <= WORKERS
-
