@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 import urllib.parse
 
 import testinfra
@@ -190,6 +191,16 @@ def saved_robot(primary: str, name: str) -> tuple[str, str]:
                                f"{primary}-{name.replace('$', '_')}.json")
     with open(secret_file, encoding="utf-8") as handle:
         return name, json.load(handle)["secret"]
+
+
+def wait_for(check, seconds: float, pause: float = 1.0):
+    """Call check() until it returns a true value or the time is up; return its last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(pause)
 
 
 def recreate_instance(name: str) -> None:

@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import ADMIN, IDP, IDP_CA, ROBOT, USERS, keygen, ldap_start, ldap_stop, mint, remove_key, set_member
 
-from registry_checks import Instance, assert_check_mode_changes_nothing, claims, saved_robot, token, try_push
+from registry_checks import Instance, assert_check_mode_changes_nothing, claims, saved_robot, token, try_push, wait_for
 
 AUDIT = "/var/log/dockyard/token/audit.jsonl"
 # token_service__ldap.cache_ttl in molecule.yml: the longest a removed membership keeps working.
@@ -37,16 +37,6 @@ def granted(registry: Instance, creds: tuple[str, str], *scopes: str) -> list[st
 def last_audit(registry: Instance, account: str) -> dict:
     lines = [json.loads(line) for line in registry.run(f"tail -n 50 {AUDIT}").stdout.splitlines()]
     return [line for line in lines if line.get("event") == "token" and line.get("account") == account][-1]
-
-
-def wait_for(check, seconds: float, pause: float = 1.0):
-    """Call check() until it returns a true value or the time is up; return its last value."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(pause)
 
 
 # --- directory users ---------------------------------------------------------------------

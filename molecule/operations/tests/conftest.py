@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import time
 import urllib.parse
 
 import pytest
@@ -46,14 +45,3 @@ def prometheus_api(prometheus: Instance, path: str, **query: str) -> dict:
     answer = json.loads(prometheus.run(f"curl -sS '{url}'").stdout)
     assert answer["status"] == "success", answer
     return answer["data"]
-
-
-def wait_for(check, *, timeout: float, interval: float = 2.0, what: str = ""):
-    """Call `check` until it returns something true (returned), or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"gave up waiting for {what or check.__name__}"
-        time.sleep(interval)

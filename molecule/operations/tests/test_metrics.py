@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from conftest import ADMIN, METRICS_PORT, prometheus_api, wait_for
+from conftest import ADMIN, METRICS_PORT, prometheus_api
+from registry_checks import wait_for
 
 COMPONENTS = ("registry", "gateway", "node", "token")
 # One family per part, and Dockyard's own.
@@ -28,14 +29,13 @@ def query_values(prometheus, expression: str) -> list[float]:
 
 def test_prometheus_scrapes_every_part(prometheus):
     every_part_up = {name: 1.0 for name in COMPONENTS}
-    wait_for(lambda: targets_up(prometheus) == every_part_up, timeout=120, what="every component up")
+    assert wait_for(lambda: targets_up(prometheus) == every_part_up, 120), targets_up(prometheus)
     for component, family in FAMILIES.items():
         assert query_values(prometheus, f'{family}{{component="{component}"}}'), family
 
 
 def test_the_registry_filesystem_and_certificates_are_exported(prometheus):
-    expiry = wait_for(lambda: query_values(prometheus, "dockyard_certificate_expiry_timestamp_seconds"),
-                      timeout=60, what="certificate expiry series")
+    expiry = wait_for(lambda: query_values(prometheus, "dockyard_certificate_expiry_timestamp_seconds"), 60)
     assert len(expiry) == 2  # the gateway's and the token signing certificate
     assert query_values(prometheus, 'dockyard_storage_path_info{path="/var/lib/docker-registry"}') == [1.0]
 
@@ -44,14 +44,13 @@ def test_a_login_counts_as_issued(registry, prometheus):
     query = 'sum(dockyard_token_requests_total{result="issued"})'
     before = sum(query_values(prometheus, query))
     registry.push_image("ops/metrics", seed="metrics", creds=ADMIN)
-    wait_for(lambda: sum(query_values(prometheus, query)) > before, timeout=60, what="issued tokens to grow")
+    assert wait_for(lambda: sum(query_values(prometheus, query)) > before, 60), "issued tokens did not grow"
 
 
 def test_gc_reports_its_last_success(registry, prometheus):
     registry.run("dockyard-registry-gc")
-    success = wait_for(lambda: query_values(prometheus, "dockyard_gc_last_success_timestamp_seconds"),
-                       timeout=60, what="the GC textfile metrics")
-    assert success[0] > 0
+    success = wait_for(lambda: query_values(prometheus, "dockyard_gc_last_success_timestamp_seconds"), 60)
+    assert success and success[0] > 0
     assert query_values(prometheus, "dockyard_gc_last_run_success") == [1.0]
 
 
@@ -73,14 +72,11 @@ def test_registry_down_goes_pending_then_firing(registry, prometheus):
     assert alert_state(prometheus, "DockyardRegistryDown") is None
     registry.run("systemctl stop docker-registry")
     try:
-        wait_for(lambda: alert_state(prometheus, "DockyardRegistryDown") == "pending", timeout=60, interval=1,
-                 what="DockyardRegistryDown pending")
-        wait_for(lambda: alert_state(prometheus, "DockyardRegistryDown") == "firing", timeout=150,
-                 what="DockyardRegistryDown firing")
+        assert wait_for(lambda: alert_state(prometheus, "DockyardRegistryDown") == "pending", 60), "never pending"
+        assert wait_for(lambda: alert_state(prometheus, "DockyardRegistryDown") == "firing", 150), "never firing"
     finally:
         registry.run("systemctl start docker-registry")
-    wait_for(lambda: alert_state(prometheus, "DockyardRegistryDown") is None, timeout=90,
-             what="DockyardRegistryDown resolved")
+    assert wait_for(lambda: alert_state(prometheus, "DockyardRegistryDown") is None, 90), "never resolved"
 
 
 def metrics_status(instance, host: str, path: str = "/metrics/node") -> str:
