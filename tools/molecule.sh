@@ -10,6 +10,9 @@ set -uo pipefail
 run_lane() {
     local scenario started suffix="${DOCKYARD_INSTANCE_SUFFIX:-}-l$1"
     local -a platform
+    # Lanes that start in the same second race in the tool chain's shared caches (ansible
+    # removed a templates directory under the other lane once): start them apart.
+    sleep $((($1 - 1) * 20))
     for scenario in ${2//,/ }; do
         platform=()
         [ "$scenario" = token ] && platform=(--platform-name "dockyard-trixie$suffix")
