@@ -72,8 +72,7 @@ def test_copies_images_and_indexes_byte_identical_children_first_tags_last(upstr
     assert mirror.count("GET") == 0 or all("/tags/list" in url for m, url, _h in mirror.requests if m == "GET")
 
 
-def test_a_second_run_with_a_checkpoint_costs_at_most_two_requests_per_tag(upstream: FakeRegistry,
-                                                                          tmp_path: pathlib.Path) -> None:
+def test_a_second_run_with_a_checkpoint_costs_one_head_per_tag(upstream: FakeRegistry, tmp_path: pathlib.Path) -> None:
     mirror = FakeRegistry()
     checkpoint = tmp_path / "job.json"
     first, _replicator = replicate(upstream, mirror, checkpoint)
