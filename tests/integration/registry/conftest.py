@@ -204,12 +204,12 @@ def registry_nodelete(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Re
 
 
 @pytest.fixture()
-def new_registry(tmp_path: pathlib.Path) -> t.Iterator[t.Callable[[], Registry]]:
+def new_registry(tmp_path: pathlib.Path) -> t.Iterator[t.Callable[..., Registry]]:
     """Start empty registries of the test's own (deletes enabled); all stopped after the test."""
     started: list[Registry] = []
 
-    def start() -> Registry:
-        server = Registry(tmp_path / ("registry-%d" % len(started)))
+    def start(auth: dict[str, t.Any] | None = None) -> Registry:
+        server = Registry(tmp_path / ("registry-%d" % len(started)), auth=auth)
         server.start()
         started.append(server)
         return server

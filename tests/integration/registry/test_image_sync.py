@@ -6,7 +6,7 @@ import pathlib
 import subprocess
 import typing as t
 
-from conftest import Images, Registry
+from conftest import TOKEN_USERS, Images, Registry
 
 Run = t.Callable[..., t.Any]
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -149,3 +149,24 @@ def test_a_broken_tag_is_reported_the_others_copied_and_the_next_run_resumes(
     # what the failed run had sent already is not sent again
     assert resumed["blobs_sent"] + resumed["blobs_skipped"] == 3 and resumed["blobs_sent"] >= 1
     assert destination.digest("sync/app", "broken") == images.digests["img5"]
+
+
+def test_bearer_on_both_sides_with_their_own_credentials(images: Images, new_registry: t.Callable[..., Registry],
+                                                         token_service: t.Any, playbook: Run) -> None:
+    plain = new_registry()
+    first, second = new_registry(token_service.registry_auth()), new_registry(token_service.registry_auth())
+    images.push(plain, "multi", "pub/app", "1.0")
+    admin = {"username": "admin", "password": TOKEN_USERS["admin"]}
+    reader = {"username": "reader", "password": TOKEN_USERS["reader"]}
+
+    pushed = sync(playbook, side(plain), dict(side(first), **admin), repositories=["pub/app"])
+    assert [item["tag"] for item in pushed["copied"]] == ["1.0"], pushed.output
+    assert pushed["requests"]["destination"] > 0
+
+    refused = sync(playbook, dict(side(first), **admin), dict(side(second), **reader), repositories=["pub/app"])
+    assert refused["failed"] is True and refused["copied"] == []
+    message = refused["failed_tags"][0]["msg"]
+    assert message.startswith("pub/app:1.0: destination: ") and "user reader may not do this" in message, message
+
+    copied = sync(playbook, dict(side(first), **admin), dict(side(second), **admin), repositories=["pub/app"])
+    assert [item["digest"] for item in copied["copied"]] == [images.digests["multi"]], copied.output
