@@ -166,7 +166,10 @@ class Replicator:
             return
         heads = parallel(lambda tag: self._tag(repository, tag, destination_tags), selected, self.workers)
         known = {tag: head for tag, head in zip(selected, heads) if head is not None}
-        subjects = self._subjects(repository, known.values(), {artifact.subject for artifact in artifact_tags})
+        asked = {artifact.subject for artifact in artifact_tags}
+        if self.delete:  # the subjects of the destination's artifact tags decide which of them stay
+            asked.update(artifact.subject for artifact in artifacts.split(destination_tags)[1])
+        subjects = self._subjects(repository, known.values(), asked)
         if self.copy_artifacts:
             attached = [artifact.tag for artifact in artifacts.attached_to(artifact_tags, subjects)]
             heads = parallel(lambda tag: self._tag(repository, tag, destination_tags), attached, self.workers)

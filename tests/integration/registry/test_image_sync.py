@@ -71,6 +71,7 @@ def test_copies_oci_docker_and_index_then_only_what_is_new(images: Images, new_r
     assert destination.get("/v2/sync/other/tags/list")[0] == 404  # not selected
     assert_same_manifests(source, destination, "sync/app", sorted(copied))
     assert first["blobs_sent"] > 0 and first["failed_tags"] == []
+    print("image_sync first run, 4 tags:", first["requests"], "blobs sent", first["blobs_sent"])
 
     second = sync(playbook, side(source), side(destination), **args)
     assert second.returncode == 0 and second["changed"] is False, second.output

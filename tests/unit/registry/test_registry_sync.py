@@ -187,9 +187,12 @@ def test_deletions_follow_the_source_within_the_selection_only(upstream: FakeReg
     mirror.tag_links["apps/web"]["alias"] = upstream.tag_links["apps/web"]["1.0"]  # shares a kept digest
     mirror.image("apps/web", "nightly-1", None, seed="nightly")  # does not match tags: kept
     mirror.image("other/db", "stale", None, seed="stale")  # repository not selected: kept
+    multi = json.loads(mirror.manifests["apps/web"][mirror.tag_links["apps/web"]["multi"]][0])
+    kept_attestation = artifacts.tag_for(multi["manifests"][0]["digest"], "attestation")
+    mirror.image("apps/web", kept_attestation, None, seed="att")  # its subject, a platform of multi, stays
     result, replicator = replicate(upstream, mirror, delete=True, tags=[r"\d.*", "docker", "multi", "alias", "gone"])
     assert tags_of(result, "deleted") == ["apps/web:gone", "apps/web:" + artifacts.tag_for(gone, "signature")]
-    assert "alias" in mirror.tags("apps/web") and "nightly-1" in mirror.tags("apps/web")
+    assert {"alias", "nightly-1", kept_attestation} <= set(mirror.tags("apps/web"))
     assert any("alias" in warning and "kept tag" in warning for warning in replicator.warnings)
     assert mirror.tags("other/db") == ["stale"] and result["failed_tags"] == []
 
