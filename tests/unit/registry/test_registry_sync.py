@@ -7,7 +7,7 @@ import re
 import typing as t
 
 import pytest
-from registry_fakes import OCI_INDEX, FakeRegistry, FakeResponse, make_client, run_main
+from registry_fakes import OCI_INDEX, FakeRegistry, FakeResponse, digest_of, make_client, run_main
 
 from ansible_collections.dockyard.registry.plugins.module_utils._registry import artifacts
 from ansible_collections.dockyard.registry.plugins.module_utils._registry import transport as transport_module
@@ -273,3 +273,20 @@ def test_main_fails_the_task_naming_each_failed_tag(upstream: FakeRegistry, monk
     assert result["failed"] is True
     assert result["msg"] == "1 tag(s) failed: apps/web:docker: source: the tag disappeared during the run"
     assert [item["tag"] for item in result["failed_tags"]] == ["docker"] and result["unchanged"] == 2
+
+
+def test_artifact_tags_stay_when_a_tag_of_their_repository_failed(upstream: FakeRegistry) -> None:
+    mirror = FakeRegistry()
+    replicate(upstream, mirror)
+    orphan = artifacts.tag_for(digest_of(b"unknown"), "signature")
+    mirror.image("apps/web", orphan, None, seed="orphan")
+    mirror.image("apps/web", "gone", None, seed="gone")
+    upstream.before = lambda method, url, _h: (FakeRegistry.error(403, "DENIED")
+                                               if method == "HEAD" and url.endswith("/apps/web/manifests/1.0") else None)
+    result, _replicator = replicate(upstream, mirror, delete=True)
+    assert [item["tag"] for item in result["failed_tags"]] == ["1.0"]
+    assert tags_of(result, "deleted") == ["apps/web:gone"]  # its subject may be what 1.0 points at now
+    assert orphan in mirror.tags("apps/web")
+    upstream.before = None
+    again, _replicator = replicate(upstream, mirror, delete=True)
+    assert tags_of(again, "deleted") == ["apps/web:" + orphan]
