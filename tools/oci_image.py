@@ -124,9 +124,12 @@ class Artifact:
     (bytes, media type), that must be stored before ``body`` (a referrers index lists them).
     """
 
-    def __init__(self, body: bytes, media_type: str, blobs: dict, manifests: list) -> None:
+    def __init__(self, kind: str, subject: str, body: bytes, media_type: str, blobs: dict, manifests: list) -> None:
         self.body, self.media_type, self.blobs, self.manifests = body, media_type, blobs, manifests
         self.digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        algorithm, _colon, encoded = subject.partition(":")
+        suffix = {"signature": ".sig", "attestation": ".att", "sbom": ".sbom", "referrers": ""}[kind]
+        self.tag = f"{algorithm}-{encoded}{suffix}"  # the tag it is stored under
 
 
 def _payload(kind: str, subject: str, reference: str) -> tuple[bytes, dict]:
@@ -166,7 +169,8 @@ def artifact(kind: str, subject: dict, reference: str = "registry.test/app") -> 
                  "size": len(referrer_body), "artifactType": referrer["artifactType"],
                  "annotations": referrer["annotations"]}
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}
-        return Artifact(json.dumps(index, sort_keys=True).encode(), OCI_INDEX, blobs, [(referrer_body, OCI_MANIFEST)])
+        return Artifact(kind, subject["digest"], json.dumps(index, sort_keys=True).encode(), OCI_INDEX, blobs,
+                        [(referrer_body, OCI_MANIFEST)])
     payload, annotations = _payload(kind, subject["digest"], reference)
     layer = {"mediaType": ARTIFACT_LAYER_TYPES[kind], "digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
              "size": len(payload), "annotations": annotations}
@@ -177,7 +181,7 @@ def artifact(kind: str, subject: dict, reference: str = "registry.test/app") -> 
                    "size": len(config)}
     blobs[config_desc["digest"]] = config
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": [layer]}
-    return Artifact(json.dumps(manifest, sort_keys=True).encode(), OCI_MANIFEST, blobs, [])
+    return Artifact(kind, subject["digest"], json.dumps(manifest, sort_keys=True).encode(), OCI_MANIFEST, blobs, [])
 
 
 def main(argv: list[str] | None = None) -> int:

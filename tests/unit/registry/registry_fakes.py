@@ -102,7 +102,8 @@ class FakeRegistry:
         self.blob_links.setdefault(repository, set()).update(built.blobs)
         for extra_body, extra_type in built.manifests:
             self.store(repository, None, extra_body, extra_type)
-        return self.store(repository, artifacts.tag_for(subject, kind), built.body, built.media_type)
+        assert built.tag == artifacts.tag_for(subject, kind)
+        return self.store(repository, built.tag, built.body, built.media_type)
 
     def store(self, repository: str, tag: str | None, body: bytes, media_type: str) -> str:
         digest = digest_of(body)
