@@ -18,7 +18,7 @@ description:
     manifest of a kept index; RV(protected) says which tags were kept this way and why, and a warning
     is shown.
   - Signatures, attestations and SBOMs attached by tag name (cosign, skopeo and podman with sigstore
-    attachments: C(sha256-<hex>.sig), C(.att), C(.sbom); the OCI 1.1 referrers tag schema: C(sha256-<hex>))
+    attachments write C(sha256-<hex>.sig), C(.att), C(.sbom); the OCI 1.1 referrers tag schema writes C(sha256-<hex>))
     follow their image. They are never counted by the retention rules and never keep anything. When a
     digest is deleted, the artifact tags attached to it are deleted too (by their own digests), and so are
     those attached to the platform manifests of a deleted index that no kept tag still uses; a referrers

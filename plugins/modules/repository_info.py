@@ -17,7 +17,7 @@ description:
     platform manifests of an index are fetched once per distinct digest. Requests run on 8 threads.
   - Signatures, attestations and SBOMs attached by tag name (C(sha256-<hex>.sig), C(.att), C(.sbom), as
     cosign, skopeo and podman write them) and OCI 1.1 referrers-tag-schema indexes (C(sha256-<hex>)) are
-    not listed as tags: with O(details), each tag lists the artifacts attached to its digest (or to the
+    not listed as tags. With O(details), each tag lists the artifacts attached to its digest (or to the
     platform manifests of its index) in RV(repositories[].tags[].artifacts), and artifacts whose subject is
     no tag's digest are in RV(repositories[].orphan_artifacts). Without O(details) they are listed, with the
     subject their name spells, in RV(repositories[].artifacts). An artifact costs one request (its manifest),

@@ -139,8 +139,8 @@ class Registry:
         status, headers, _body = self.get("/v2/%s/manifests/%s" % (repository, tag), accept)
         return {k.lower(): v for k, v in headers.items()}.get("docker-content-digest") if status == 200 else None
 
-
-    def send(self, method: str, path: str, data: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    def send(self, method: str, path: str, data: bytes = b"",
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
         request = urllib.request.Request(self.url + path, data=data if method in ("POST", "PUT") else None,
                                          method=method, headers=headers or {})
         try:
@@ -154,7 +154,8 @@ class Registry:
         assert status == 202, status
         location = urllib.parse.urljoin(self.url + "/", headers["location"])
         location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
-        status, _headers = self.send("PUT", location[len(self.url):], data, {"Content-Type": "application/octet-stream"})
+        status, _headers = self.send("PUT", location[len(self.url):], data,
+                                     {"Content-Type": "application/octet-stream"})
         assert status == 201, status
 
     def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> None:
@@ -201,7 +202,8 @@ class Sigstore:
                                                  skopeo=self.skopeo), capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
 
-    def verify(self, image: str, scope: str, signed_identity: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def verify(self, image: str, scope: str,
+               signed_identity: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Pull ``image`` (docker://...) with a policy.json requiring our signature for ``scope``."""
         policy = self.work / ("policy-%s.json" % secrets.token_hex(4))
         policy.write_text(sigstore.policy({scope: str(self.keys.public)}, signed_identity))
