@@ -171,23 +171,13 @@ deleted_artifacts:
       elements: str
       sample: []
 orphan_artifacts:
-  description: Artifact tags whose subject no tag pointed at before the run; left alone.
+  description:
+    - Artifact tags whose subject no tag pointed at before the run, left alone; with the keys C(tag), C(kind)
+      and C(subject) of RV(deleted_artifacts).
   returned: always
   type: list
   elements: dict
-  contains:
-    tag:
-      description: The artifact tag.
-      type: str
-      sample: sha256-9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0.sig
-    kind:
-      description: V(signature), V(attestation), V(sbom) or V(referrers).
-      type: str
-      sample: signature
-    subject:
-      description: The digest the artifact names.
-      type: str
-      sample: sha256:9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0
+  sample: []
 deleted_digests:
   description: Manifest digests deleted (in check mode, that would be deleted), of images and of artifacts.
   returned: always

@@ -152,45 +152,21 @@ repositories:
               type: str
               sample: sha256:7a1c0e4b9d2f3a5c6e8b0d1f2a3c4e5b6d7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b
     orphan_artifacts:
-      description: Artifact tags whose subject is no tag's digest nor a platform manifest of a tagged index. With O(details) only.
+      description:
+        - Artifact tags whose subject is no tag's digest nor a platform manifest of a tagged index, with the
+          keys of RV(repositories[].tags[].artifacts). With O(details) only.
       returned: when O(details=true) and the repository exists
       type: list
       elements: dict
-      contains:
-        tag:
-          description: The artifact tag.
-          type: str
-          sample: sha256-9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0.sig
-        kind:
-          description: V(signature), V(attestation), V(sbom) or V(referrers).
-          type: str
-          sample: signature
-        subject:
-          description: The digest its name spells.
-          type: str
-          sample: sha256:9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0
-        digest:
-          description: Digest of the artifact's own manifest.
-          type: str
-          sample: sha256:7a1c0e4b9d2f3a5c6e8b0d1f2a3c4e5b6d7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b
+      sample: []
     artifacts:
-      description: Without O(details), every artifact tag with the kind and subject its name spells (no request each).
+      description:
+        - Without O(details), every artifact tag with the keys C(tag), C(kind) and C(subject) of
+          RV(repositories[].tags[].artifacts), from its name alone (no request each).
       returned: when O(details=false) and the repository exists
       type: list
       elements: dict
-      contains:
-        tag:
-          description: The artifact tag.
-          type: str
-          sample: sha256-9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0.sig
-        kind:
-          description: V(signature), V(attestation), V(sbom) or V(referrers).
-          type: str
-          sample: signature
-        subject:
-          description: The digest its name spells.
-          type: str
-          sample: sha256:9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0
+      sample: []
 """
 
 import typing as t
