@@ -1,7 +1,9 @@
-"""Sigstore signing with skopeo/podman on hosts whose skopeo cannot make a key (Debian 12).
+"""Sigstore signing with skopeo: key pairs without ``generate-sigstore-key``, and the recipe.
 
-skopeo 1.9 (Debian 12) signs with ``--sign-by-sigstore-private-key`` but has no
-``generate-sigstore-key`` (skopeo 1.11+ has).  This tool writes the same key pair:
+skopeo 1.9 (Debian 12) has no ``generate-sigstore-key`` (skopeo 1.11+ has), and Debian builds
+it and podman 4.3 with sigstore disabled altogether ("Debian-local change: sigstore disabled"):
+they neither sign nor verify. Debian 13's skopeo 1.18 does both; ``skopeo_command`` runs it from
+the ``dockyard/debian-systemd:trixie`` image when the host's cannot. This tool writes the key pair:
 
 - the private key: PEM ``ENCRYPTED SIGSTORE PRIVATE KEY`` whose body is the JSON envelope
   containers/image reads (the go-tuf "encrypted" format): ``kdf`` scrypt (N=32768, r=8, p=1,
