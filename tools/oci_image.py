@@ -10,10 +10,16 @@ same digests; another seed gives other layers.
     python3 tools/oci_image.py OUT --tag multi --platforms linux/amd64,linux/arm64
 
 Prints the digest of the manifest (or of the index, with --platforms) on stdout.
+
+``artifact()`` builds what signing tools attach to an image by tag name, to their published
+formats: cosign's ``.sig`` (simple signing payload), ``.att`` (DSSE envelope of an in-toto
+statement) and ``.sbom`` (SPDX JSON), and an OCI 1.1 referrers-tag-schema index
+(``sha256-<hex>``: an index of a manifest with ``subject`` and ``artifactType``).
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import hashlib
 import io
@@ -100,6 +106,82 @@ def write_image(layout: Layout, rng: random.Random, sizes: list[int], arch: str,
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": layers}
     return layout.put(json.dumps(manifest, sort_keys=True).encode(), OCI_MANIFEST,
                       platform={"architecture": arch, "os": "linux"})
+
+
+OCI_EMPTY = {"mediaType": "application/vnd.oci.empty.v1+json",
+             "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(), "size": 2}
+ARTIFACT_LAYER_TYPES = {
+    "signature": "application/vnd.dev.cosign.simplesigning.v1+json",
+    "attestation": "application/vnd.dsse.envelope.v1+json",
+    "sbom": "text/spdx+json",
+}
+
+
+class Artifact:
+    """An artifact attached to ``subject``: the manifest stored under its tag, and what it needs.
+
+    ``blobs`` maps digests to bytes; ``manifests`` are further (untagged) manifests, as
+    (bytes, media type), that must be stored before ``body`` (a referrers index lists them).
+    """
+
+    def __init__(self, kind: str, subject: str, body: bytes, media_type: str, blobs: dict, manifests: list) -> None:
+        self.body, self.media_type, self.blobs, self.manifests = body, media_type, blobs, manifests
+        self.digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        algorithm, _colon, encoded = subject.partition(":")
+        suffix = {"signature": ".sig", "attestation": ".att", "sbom": ".sbom", "referrers": ""}[kind]
+        self.tag = f"{algorithm}-{encoded}{suffix}"  # the tag it is stored under
+
+
+def _payload(kind: str, subject: str, reference: str) -> tuple[bytes, dict]:
+    algorithm, _colon, encoded = subject.partition(":")
+    if kind == "signature":
+        document = {"critical": {"identity": {"docker-reference": reference},
+                                 "image": {"docker-manifest-digest": subject},
+                                 "type": "cosign container image signature"}, "optional": None}
+        return json.dumps(document).encode(), {"dev.cosignproject.cosign/signature": "MEUCIQ=="}
+    if kind == "attestation":
+        statement = {"_type": "https://in-toto.io/Statement/v0.1", "predicateType": "https://slsa.dev/provenance/v0.2",
+                     "subject": [{"name": reference, "digest": {algorithm: encoded}}],
+                     "predicate": {"builder": {"id": "dockyard tools/oci_image.py"}}}
+        envelope = {"payloadType": "application/vnd.in-toto+json",
+                    "payload": base64.b64encode(json.dumps(statement).encode()).decode(),
+                    "signatures": [{"keyid": "", "sig": "MEUCIQ=="}]}
+        return json.dumps(envelope).encode(), {"predicateType": statement["predicateType"]}
+    sbom = {"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "name": reference,
+            "dataLicense": "CC0-1.0", "documentNamespace": "https://dockyard.test/spdx/" + encoded, "packages": []}
+    return json.dumps(sbom).encode(), {}
+
+
+def artifact(kind: str, subject: dict, reference: str = "registry.test/app") -> Artifact:
+    """The artifact of ``kind`` (signature, attestation, sbom, referrers) for the manifest ``subject``
+    (a descriptor: mediaType, digest, size). The payload is well-formed, its signatures are not real."""
+    blobs = {OCI_EMPTY["digest"]: b"{}"}
+    if kind == "referrers":
+        payload, _annotations = _payload("sbom", subject["digest"], reference)
+        layer = {"mediaType": "application/spdx+json", "digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
+                 "size": len(payload)}
+        blobs[layer["digest"]] = payload
+        referrer = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/spdx+json",
+                    "config": OCI_EMPTY, "layers": [layer], "subject": dict(subject),
+                    "annotations": {"org.opencontainers.image.created": EPOCH}}
+        referrer_body = json.dumps(referrer, sort_keys=True).encode()
+        entry = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + hashlib.sha256(referrer_body).hexdigest(),
+                 "size": len(referrer_body), "artifactType": referrer["artifactType"],
+                 "annotations": referrer["annotations"]}
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}
+        return Artifact(kind, subject["digest"], json.dumps(index, sort_keys=True).encode(), OCI_INDEX, blobs,
+                        [(referrer_body, OCI_MANIFEST)])
+    payload, annotations = _payload(kind, subject["digest"], reference)
+    layer = {"mediaType": ARTIFACT_LAYER_TYPES[kind], "digest": "sha256:" + hashlib.sha256(payload).hexdigest(),
+             "size": len(payload), "annotations": annotations}
+    blobs[layer["digest"]] = payload
+    config = json.dumps({"architecture": "", "os": "", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}, sort_keys=True).encode()
+    config_desc = {"mediaType": OCI_CONFIG, "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                   "size": len(config)}
+    blobs[config_desc["digest"]] = config
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": [layer]}
+    return Artifact(kind, subject["digest"], json.dumps(manifest, sort_keys=True).encode(), OCI_MANIFEST, blobs, [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,15 @@ description:
     should go is therefore kept when a kept tag has the same digest, or when its digest is a platform
     manifest of a kept index; RV(protected) says which tags were kept this way and why, and a warning
     is shown.
+  - Signatures, attestations and SBOMs attached by tag name (cosign, skopeo and podman with sigstore
+    attachments write C(sha256-<hex>.sig), C(.att), C(.sbom); the OCI 1.1 referrers tag schema writes C(sha256-<hex>))
+    follow their image. They are never counted by the retention rules and never keep anything. When a
+    digest is deleted, the artifact tags attached to it are deleted too (by their own digests), and so are
+    those attached to the platform manifests of a deleted index that no kept tag still uses; a referrers
+    index takes the manifests it lists along. Artifacts of kept images stay.
+  - Artifact tags whose subject no tag pointed at before the run (an image signed by digest only, or
+    left over from an earlier deletion) are left alone and listed in RV(orphan_artifacts); O(state=absent)
+    without O(tags) deletes them too. Artifact tags named in O(tags) are deleted as listed.
   - Deleting tags frees no disk space by itself; run the registry's garbage collection afterwards
     (C(playbooks/gc.yml)). The repository stays listed in the catalog, with no tags.
 extends_documentation_fragment:
@@ -117,7 +126,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 deleted:
-  description: Tags deleted (in check mode, that would be deleted), sorted by name.
+  description: Image tags deleted (in check mode, that would be deleted), sorted by name; artifact tags are in RV(deleted_artifacts).
   returned: always
   type: list
   elements: dict
@@ -134,8 +143,43 @@ deleted:
       description: Creation time of its image, UTC, or null when unknown.
       type: str
       sample: "2024-01-01T00:00:00Z"
+deleted_artifacts:
+  description: Artifact tags deleted with their subject (in check mode, that would be deleted), sorted by tag.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    tag:
+      description: The artifact tag.
+      type: str
+      sample: sha256-0b1c7d9e2f3a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0.sig
+    kind:
+      description: V(signature), V(attestation), V(sbom) or V(referrers).
+      type: str
+      sample: signature
+    subject:
+      description: Digest of the image the artifact is attached to.
+      type: str
+      sample: sha256:0b1c7d9e2f3a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0
+    digest:
+      description: Digest of the artifact's own manifest, which was deleted.
+      type: str
+      sample: sha256:5e6f7a8b9c0d1e2f3a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7
+    referrers:
+      description: For a referrers index, the manifests it listed, deleted with it.
+      type: list
+      elements: str
+      sample: []
+orphan_artifacts:
+  description:
+    - Artifact tags whose subject no tag pointed at before the run, left alone; with the keys C(tag), C(kind)
+      and C(subject) of RV(deleted_artifacts).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
 deleted_digests:
-  description: Manifest digests deleted (in check mode, that would be deleted).
+  description: Manifest digests deleted (in check mode, that would be deleted), of images and of artifacts.
   returned: always
   type: list
   elements: str
@@ -164,7 +208,7 @@ protected:
       type: str
       sample: "not deleted: sha256:9f8e... is the digest of kept tag(s) stable, and deleting by digest would remove them too"
 tags:
-  description: Tags of the repository afterwards (in check mode, as they would be), sorted.
+  description: Tags of the repository afterwards (in check mode, as they would be), artifact tags included, sorted.
   returned: always
   type: list
   elements: str
@@ -176,7 +220,7 @@ import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockyard.registry.plugins.module_utils._registry import inventory, validation
+from ansible_collections.dockyard.registry.plugins.module_utils._registry import artifacts, inventory, validation
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.client import RegistryClient
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.common import (
     client_from_params,
@@ -187,7 +231,12 @@ from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors
     RegistryError,
     RegistryNotFound,
 )
-from ansible_collections.dockyard.registry.plugins.module_utils._registry.retention import Plan, select_by_policy
+from ansible_collections.dockyard.registry.plugins.module_utils._registry.retention import (
+    ArtifactPlan,
+    Plan,
+    select_by_policy,
+    subjects_in_use,
+)
 from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
 
 
@@ -225,9 +274,11 @@ class RepositoryReconciler:
 
     def run(self) -> dict[str, t.Any]:
         before = self._list()
-        infos = inventory.resolve(self.client, self.name, before)
+        images, found = artifacts.split(before)
+        infos = inventory.resolve(self.client, self.name, images)
         if self._needs_age():
             inventory.add_details(self.client, self.name, infos)
+        named = [tag for tag in self.tags if artifacts.parse(tag) is not None]
         if self.state == "absent":
             doomed = set(self.tags) if self.tags else {info.name for info in infos}
         else:
@@ -236,11 +287,16 @@ class RepositoryReconciler:
         plan = Plan(infos, doomed)
         for entry in plan.protected:
             self.warn("%s: tag %s %s" % (self.name, entry["tag"], entry["reason"]))
+        followers = ArtifactPlan(infos, plan, found, delete_orphans=self.state == "absent" and not self.tags,
+                                 named=named)
+        doomed_artifacts = self._artifact_manifests(followers, plan)
 
-        deleted_names = {info.name for info in plan.delete}
+        deleted_names = {info.name for info in plan.delete} | {entry["tag"] for entry in doomed_artifacts}
+        digests = sorted(set(plan.digests) | {digest for entry in doomed_artifacts
+                                              for digest in [entry["digest"], *entry["referrers"]]})
         after = [tag for tag in before if tag not in deleted_names]
-        if plan.delete and not self.check_mode:
-            inventory.parallel(lambda digest: self.client.delete_manifest(self.name, digest), plan.digests)
+        if digests and not self.check_mode:
+            inventory.parallel(lambda digest: self.client.delete_manifest(self.name, digest), digests)
             after = self._list()
             left = sorted(deleted_names & set(after))
             if left:
@@ -251,11 +307,34 @@ class RepositoryReconciler:
             "changed": before != after,
             "deleted": [{"tag": info.name, "digest": info.digest, "created": inventory.format_time(info.created)}
                         for info in plan.delete],
-            "deleted_digests": plan.digests,
+            "deleted_artifacts": doomed_artifacts,
+            "deleted_digests": digests,
+            "orphan_artifacts": [{"tag": item.tag, "kind": item.kind, "subject": item.subject}
+                                 for item in followers.orphans],
             "protected": plan.protected,
             "tags": after,
             "diff": {"before": {"tags": before}, "after": {"tags": after}},
         }
+
+    def _artifact_manifests(self, followers: ArtifactPlan, plan: Plan) -> list[dict[str, t.Any]]:
+        """The artifact tags to delete with their manifest digests (one GET each); a referrers index
+        takes the manifests it lists along. Nothing a kept tag reaches is deleted."""
+        reached = subjects_in_use(plan.keep)
+        resolved = {info.name: info for info in inventory.resolve(self.client, self.name,
+                                                                  [item.tag for item in followers.delete])}
+        entries = []
+        for item in followers.delete:
+            info = resolved.get(item.tag)
+            if info is None:
+                continue  # deleted meanwhile
+            if info.digest in reached:
+                self.warn("%s: artifact tag %s is left: its digest %s is also a kept image" % (
+                    self.name, item.tag, info.digest))
+                continue
+            referrers = sorted(set(info.children) - reached) if item.kind == "referrers" else []
+            entries.append({"tag": item.tag, "kind": item.kind, "subject": item.subject, "digest": info.digest,
+                            "referrers": referrers})
+        return entries
 
 
 def main() -> None:

@@ -49,6 +49,18 @@ options:
     description:
       - Repository of O(source). Defaults to O(repository).
     type: str
+  artifacts:
+    description:
+      - When O(source_repository) differs from O(repository), also copy the artifact tags attached to the
+        promoted digest (or to the platform manifests of an index) - cosign/sigstore signatures, attestations
+        and SBOMs (C(sha256-<hex>.sig), C(.att), C(.sbom)) and OCI referrers-tag-schema indexes
+        (C(sha256-<hex>)) - with their blobs, byte for byte, so that the image verifies in O(repository) too.
+      - Artifact tags that already exist in O(repository) with the same digest are left; with another digest
+        (signed there separately) they are left too, and a warning says so.
+      - They are copied even when O(tag) already pointed at the digest, so a promotion run again after
+        signing brings the new signature along.
+    type: bool
+    default: true
 author:
   - Dockyard developers (@dockyard)
 """
@@ -89,6 +101,28 @@ media_type:
   returned: always
   type: str
   sample: application/vnd.oci.image.index.v1+json
+copied_artifacts:
+  description: Artifact tags copied into O(repository) with the image (in check mode, that would be copied).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    tag:
+      description: The artifact tag.
+      type: str
+      sample: sha256-4b825dc642cb6eb9a060e54bf8d69288fbee4904b825dc642cb6eb9a060e54b.sig
+    kind:
+      description: V(signature), V(attestation), V(sbom) or V(referrers).
+      type: str
+      sample: signature
+    subject:
+      description: The digest it is attached to.
+      type: str
+      sample: sha256:4b825dc642cb6eb9a060e54bf8d69288fbee4904b825dc642cb6eb9a060e54b
+    digest:
+      description: Digest of the artifact's manifest, the same in both repositories.
+      type: str
+      sample: sha256:7a1c0e4b9d2f3a5c6e8b0d1f2a3c4e5b6d7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b
 copied_blobs:
   description: Blobs mounted or copied into O(repository) from O(source_repository) (not in check mode).
   returned: always
@@ -101,7 +135,7 @@ import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockyard.registry.plugins.module_utils._registry import validation
+from ansible_collections.dockyard.registry.plugins.module_utils._registry import artifacts, validation
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.client import Manifest, RegistryClient
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.common import (
     client_from_params,
@@ -113,40 +147,77 @@ from ansible_collections.dockyard.registry.plugins.module_utils._results import 
 
 
 class TagReconciler:
-    def __init__(self, client: RegistryClient, params: t.Mapping[str, t.Any], check_mode: bool) -> None:
+    def __init__(self, client: RegistryClient, params: t.Mapping[str, t.Any], check_mode: bool,
+                 warn: t.Callable[[str], None] = lambda _message: None) -> None:
         self.client = client
         self.repository = validation.repository(params["repository"])
         self.tag = validation.tag(params["tag"])
         self.source = validation.reference(params["source"])
         self.source_repository = validation.repository(params["source_repository"] or params["repository"])
+        self.with_artifacts = params.get("artifacts", True)
         self.check_mode = check_mode
+        self.warn = warn
         self.copied: list[str] = []
 
     def run(self) -> dict[str, t.Any]:
         manifest = self.client.get_manifest(self.source_repository, self.source)
         before = self.client.head_manifest(self.repository, self.tag)
         after = before
+        followers = self._artifacts_to_copy(manifest)
         if before != manifest.digest and not self.check_mode:
             if self.source_repository != self.repository:
                 self._copy_references(manifest)
-            stored = self.client.put_manifest(self.repository, self.tag, manifest)
-            if stored != manifest.digest:
-                raise RegistryError("PUT /v2/%s/manifests/%s stored digest %s, not %s"
-                                    % (self.repository, self.tag, stored, manifest.digest))
+            self._put(self.tag, manifest)
             after = self.client.head_manifest(self.repository, self.tag)
             if after != manifest.digest:
                 raise RegistryError("%s:%s points at %s after the update, not %s"
                                     % (self.repository, self.tag, after, manifest.digest))
         elif self.check_mode:
             after = manifest.digest
+        if not self.check_mode:
+            for artifact, artifact_manifest in followers:
+                self._copy_references(artifact_manifest)
+                self._put(artifact.tag, artifact_manifest)
+        copied = [{"tag": artifact.tag, "kind": artifact.kind, "subject": artifact.subject,
+                   "digest": artifact_manifest.digest} for artifact, artifact_manifest in followers]
         return {
-            "changed": before != after,
+            "changed": before != after or bool(copied),
             "digest": after,
             "previous_digest": before,
             "media_type": manifest.media_type,
             "copied_blobs": self.copied,
+            "copied_artifacts": copied,
             "diff": {"before": {"tag": self.tag, "digest": before}, "after": {"tag": self.tag, "digest": after}},
         }
+
+    def _put(self, tag: str, manifest: Manifest) -> None:
+        stored = self.client.put_manifest(self.repository, tag, manifest)
+        if stored != manifest.digest:
+            raise RegistryError("PUT /v2/%s/manifests/%s stored digest %s, not %s"
+                                % (self.repository, tag, stored, manifest.digest))
+
+    def _artifacts_to_copy(self, manifest: Manifest) -> list[tuple[artifacts.ArtifactTag, Manifest]]:
+        """Artifact tags of the source attached to the promoted digest (or its platform manifests)
+        that the target repository lacks. One tag listing, then one GET and one HEAD per artifact.
+
+        A target artifact tag that exists with other content (signed there on its own) is left,
+        with a warning: the module never overwrites signatures."""
+        if not self.with_artifacts or self.source_repository == self.repository:
+            return []
+        _images, found = artifacts.split(self.client.tags(self.source_repository))
+        subjects = [manifest.digest] + [str(child["digest"]) for child in manifest.children]
+        wanted = []
+        for artifact in artifacts.attached_to(found, subjects):
+            source = self.client.get_manifest(self.source_repository, artifact.tag)
+            present = self.client.head_manifest(self.repository, artifact.tag)
+            if present == source.digest:
+                continue
+            if present is not None:
+                self.warn("%s:%s exists with digest %s, not the source's %s: left as it is" % (
+                    self.repository, artifact.tag, present, source.digest))
+                continue
+            wanted.append((artifact, source))
+        return wanted
 
     def _copy_references(self, manifest: Manifest) -> None:
         """Make everything the manifest refers to exist in the target repository."""
@@ -162,9 +233,11 @@ def main() -> None:
         "tag": {"type": "str", "required": True},
         "source": {"type": "str", "required": True},
         "source_repository": {"type": "str"},
+        "artifacts": {"type": "bool", "default": True},
     }))
     try:
-        result = TagReconciler(client_from_params(module.params), module.params, module.check_mode).run()
+        result = TagReconciler(client_from_params(module.params), module.params, module.check_mode,
+                               module.warn).run()
     except RegistryError as error:
         module.fail_json(msg=str(error))
     exit_with(module, result)

@@ -11,12 +11,16 @@ the tags created less than that long ago (and those whose age is unknown).
 Distribution deletes by digest, and deleting a digest removes every tag on it.  So a
 tag marked for deletion whose digest a kept tag still uses - directly, or as a platform
 of a kept index - is kept too, and reported as protected.
+
+Artifact tags (signatures, attestations, SBOMs, referrers indexes: see ``artifacts``) are no
+candidates: the rules see image tags only, and ``ArtifactPlan`` makes artifacts follow their subject.
 """
 from __future__ import annotations
 
 import re
 import typing as t
 
+from . import artifacts
 from .inventory import TagInfo
 
 _VERSION = re.compile(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?", re.IGNORECASE)
@@ -95,3 +99,33 @@ class Plan:
     @property
     def digests(self) -> list[str]:
         return sorted({info.digest for info in self.delete})
+
+
+def subjects_in_use(infos: t.Iterable[TagInfo]) -> set[str]:
+    """Digests that tags reach: their own and, for an index, its platform manifests."""
+    return {digest for info in infos for digest in [info.digest, *info.children]}
+
+
+class ArtifactPlan:
+    """Which artifact tags go with the tags a ``Plan`` deletes.
+
+    An artifact goes when its subject is a deleted digest, or a platform manifest of a deleted
+    index that no kept tag still reaches. Artifacts of kept digests stay. Artifacts whose subject
+    no tag reached before the run (orphans: signed by digest only, or left behind by an earlier
+    deletion) are left alone and reported, unless ``delete_orphans`` (state=absent of a whole
+    repository). Artifact tags never count as tags and never keep anything.
+    """
+
+    def __init__(self, infos: list[TagInfo], plan: Plan, found: t.Iterable[artifacts.ArtifactTag],
+                 delete_orphans: bool = False, named: t.Iterable[str] = ()) -> None:
+        present = subjects_in_use(infos)
+        kept = subjects_in_use(plan.keep)
+        gone = subjects_in_use(plan.delete) - kept
+        explicit = set(named)
+        self.delete: list[artifacts.ArtifactTag] = []
+        self.orphans: list[artifacts.ArtifactTag] = []
+        for artifact in sorted(found, key=lambda item: item.tag):
+            if artifact.tag in explicit or artifact.subject in gone:
+                self.delete.append(artifact)
+            elif artifact.subject not in present:
+                (self.delete if delete_orphans else self.orphans).append(artifact)

@@ -14,6 +14,7 @@ through ``ansible-playbook`` with ``ANSIBLE_COLLECTIONS_PATH=.build/collections`
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -25,6 +26,7 @@ import sys
 import time
 import typing as t
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -32,6 +34,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tools"))
 import gateway_render  # noqa: E402  pylint: disable=wrong-import-position
+import oci_image  # noqa: E402  pylint: disable=wrong-import-position
+import sigstore  # noqa: E402  pylint: disable=wrong-import-position
 COLLECTIONS = ROOT / ".build" / "collections"
 PLAYBOOKS = ROOT / "tests" / "integration" / "playbooks"
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -140,6 +144,78 @@ class Registry:
         status, headers, _body = self.manifest(repository, tag)
         return headers.get("docker-content-digest") if status == 200 else None
 
+    def send(self, method: str, path: str, data: bytes = b"",
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+        request = urllib.request.Request(self.url + path, data=data if method in ("POST", "PUT") else None,
+                                         method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+                return response.status, {k.lower(): v for k, v in response.headers.items()}
+        except urllib.error.HTTPError as error:
+            return error.code, {k.lower(): v for k, v in error.headers.items()}
+
+    def push_blob(self, repository: str, digest: str, data: bytes) -> None:
+        status, headers = self.send("POST", "/v2/%s/blobs/uploads/" % repository, b"")
+        assert status == 202, status
+        location = urllib.parse.urljoin(self.url + "/", headers["location"])
+        location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
+        status, _headers = self.send("PUT", location[len(self.url):], data,
+                                     {"Content-Type": "application/octet-stream"})
+        assert status == 201, status
+
+    def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> None:
+        status, _headers = self.send("PUT", "/v2/%s/manifests/%s" % (repository, reference), body,
+                                     {"Content-Type": media_type})
+        assert status == 201, status
+
+    def attach(self, repository: str, subject_tag: str, kind: str) -> str:
+        """Attach an artifact built to its published format (tools/oci_image.py) to the image a tag
+        names: cosign-style .att/.sbom/.sig, or an OCI referrers-tag-schema index. Returns its tag."""
+        accept = ", ".join([oci_image.OCI_INDEX, oci_image.OCI_MANIFEST])
+        status, headers, body = self.get("/v2/%s/manifests/%s" % (repository, subject_tag), accept)
+        assert status == 200, body
+        subject = {"mediaType": headers.get("Content-Type", oci_image.OCI_MANIFEST).split(";")[0],
+                   "digest": "sha256:" + hashlib.sha256(body).hexdigest(), "size": len(body)}
+        built = oci_image.artifact(kind, subject, "%s/%s" % (self.host, repository))
+        for digest, data in built.blobs.items():
+            self.push_blob(repository, digest, data)
+        for extra, media_type in built.manifests:
+            self.push_manifest(repository, "sha256:" + hashlib.sha256(extra).hexdigest(), extra, media_type)
+        self.push_manifest(repository, built.tag, built.body, built.media_type)
+        return built.tag
+
+
+class Sigstore:
+    """Real sigstore signatures: a key pair from tools/sigstore.py, skopeo with use-sigstore-attachments
+    (Debian 13's in a container when the host's is Debian 12's, built with sigstore disabled)."""
+
+    def __init__(self, work: pathlib.Path, mounts: t.Iterable[pathlib.Path]) -> None:
+        self.work = work
+        self.keys = sigstore.generate_key_pair(work / "keys")
+        self.registries_d = work / "registries.d"
+        self.registries_d.mkdir()
+        (self.registries_d / "default.yaml").write_text(sigstore.registries_d())
+        skopeo = sigstore.skopeo_command([work, *mounts])
+        if skopeo is None:
+            pytest.skip("needs a skopeo built with sigstore (Debian 13's), here or in %s" % sigstore.TRIXIE_IMAGE)
+        self.skopeo = skopeo
+
+    def sign(self, source: str, destination: str) -> None:
+        """Push ``source`` (oci:DIR:TAG) to ``destination`` (docker://...) signed; the signature goes
+        to the destination repository as its sha256-<hex>.sig tag."""
+        done = subprocess.run(sigstore.sign_argv(source, destination, self.keys, str(self.registries_d),
+                                                 skopeo=self.skopeo), capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+
+    def verify(self, image: str, scope: str,
+               signed_identity: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Pull ``image`` (docker://...) with a policy.json requiring our signature for ``scope``."""
+        policy = self.work / ("policy-%s.json" % secrets.token_hex(4))
+        policy.write_text(sigstore.policy({scope: str(self.keys.public)}, signed_identity))
+        target = self.work / ("pulled-%s" % secrets.token_hex(4))
+        return subprocess.run(sigstore.verify_argv(image, "dir:%s" % target, str(policy), str(self.registries_d),
+                                                   skopeo=self.skopeo), capture_output=True, text=True, check=False)
+
 
 class Images:
     """OCI layouts written once per session; ``push`` copies a tag into the registry with skopeo."""
@@ -186,6 +262,11 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
         built.build("img%d" % number, days_ago(age))
     built.build("multi", days_ago(3), platforms="linux/amd64,linux/arm64")
     return built
+
+
+@pytest.fixture(scope="session")
+def signer(tmp_path_factory: pytest.TempPathFactory, images: Images) -> Sigstore:
+    return Sigstore(tmp_path_factory.mktemp("sigstore"), [images.root])
 
 
 @pytest.fixture(scope="session")

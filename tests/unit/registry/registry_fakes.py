@@ -12,14 +12,20 @@ import email.message
 import hashlib
 import io
 import json
+import pathlib
+import sys
 import threading
 import typing as t
 import urllib.error
 import urllib.parse
 
+from ansible_collections.dockyard.registry.plugins.module_utils._registry import artifacts
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.auth import Authenticator
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.client import RegistryClient
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.transport import Transport
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tools"))
+import oci_image  # noqa: E402  pylint: disable=wrong-import-position
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -87,6 +93,18 @@ class FakeRegistry:
                              "platform": {"os": "linux", "architecture": arch}})
         body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
         return self.store(repository, tag, body, OCI_INDEX)
+
+    def attach(self, repository: str, subject: str, kind: str) -> str:
+        """Attach an artifact (cosign .sig/.att/.sbom or a referrers index) to the manifest ``subject``,
+        built to the published formats by tools/oci_image.py; returns the artifact's manifest digest."""
+        body, media_type = self.manifests[repository][subject]
+        built = oci_image.artifact(kind, {"mediaType": media_type, "digest": subject, "size": len(body)})
+        self.blobs.update(built.blobs)
+        self.blob_links.setdefault(repository, set()).update(built.blobs)
+        for extra_body, extra_type in built.manifests:
+            self.store(repository, None, extra_body, extra_type)
+        assert built.tag == artifacts.tag_for(subject, kind)
+        return self.store(repository, built.tag, built.body, built.media_type)
 
     def store(self, repository: str, tag: str | None, body: bytes, media_type: str) -> str:
         digest = digest_of(body)

@@ -150,6 +150,6 @@ def test_info_unknown_repository_and_no_details(fake: FakeRegistry) -> None:
     fake.image("apps/web", "1.0", None)
     result = repository_info.describe(make_client(fake), {"repositories": ["apps/web", "nope"], "pattern": None,
                                                           "details": False})
-    assert result["repositories"] == [{"name": "apps/web", "exists": True, "tags": [{"name": "1.0"}]},
+    assert result["repositories"] == [{"name": "apps/web", "exists": True, "tags": [{"name": "1.0"}], "artifacts": []},
                                       {"name": "nope", "exists": False, "tags": []}]
     assert fake.count("GET", "/manifests/") == 0
