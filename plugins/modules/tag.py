@@ -107,8 +107,8 @@ from ansible_collections.dockyard.registry.plugins.module_utils._registry.common
     client_from_params,
     module_kwargs,
 )
+from ansible_collections.dockyard.registry.plugins.module_utils._registry.copy import Copier, RegistryStore
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import RegistryError
-from ansible_collections.dockyard.registry.plugins.module_utils._registry.inventory import parallel
 from ansible_collections.dockyard.registry.plugins.module_utils._results import exit_with
 
 
@@ -150,25 +150,10 @@ class TagReconciler:
 
     def _copy_references(self, manifest: Manifest) -> None:
         """Make everything the manifest refers to exist in the target repository."""
-        if manifest.is_index:
-            for child in manifest.children:
-                digest = str(child["digest"])
-                if self.client.head_manifest(self.repository, digest) == digest:
-                    continue
-                child_manifest = self.client.get_manifest(self.source_repository, digest)
-                self._copy_references(child_manifest)
-                self.client.put_manifest(self.repository, digest, child_manifest)
-            return
-        blobs = ([str(manifest.config["digest"])] if manifest.config else []) + [
-            str(layer["digest"]) for layer in manifest.layers]
-        parallel(self._copy_blob, sorted(set(blobs)))
-
-    def _copy_blob(self, digest: str) -> None:
-        if self.client.blob_exists(self.repository, digest):
-            return
-        if not self.client.mount_blob(self.repository, digest, self.source_repository):
-            self.client.upload_blob(self.repository, digest, self.client.get_blob(self.source_repository, digest))
-        self.copied.append(digest)
+        store = RegistryStore(self.client)
+        copier = Copier(store, store, same_registry=True)
+        copier.copy_references(self.source_repository, self.repository, manifest)
+        self.copied = copier.stats.mounted + copier.stats.sent
 
 
 def main() -> None:

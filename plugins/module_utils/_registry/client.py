@@ -15,6 +15,7 @@ Quirks handled here so that nothing above has to know them:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import typing as t
@@ -22,7 +23,7 @@ import urllib.parse
 
 from .auth import Authenticator, unauthorized
 from .errors import InvalidInput, RegistryDigestMismatch, RegistryError, RegistryNotFound, http_error
-from .transport import Response, Transport
+from .transport import Body, Response, Transport
 from .validation import digest_algorithm
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -91,6 +92,15 @@ def digest_for(body: bytes, algorithm: str) -> str:
     return "%s:%s" % (algorithm, hashlib.new(algorithm, body).hexdigest())
 
 
+def file_digest(handle: t.BinaryIO, algorithm: str) -> str:
+    """The digest of a seekable file's whole content, read in chunks."""
+    hasher = hashlib.new(algorithm)
+    handle.seek(0)
+    for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+        hasher.update(chunk)
+    return "%s:%s" % (algorithm, hasher.hexdigest())
+
+
 def verified_digest(body: bytes, repository: str, reference: str, announced: str) -> str:
     """The sha256 digest of manifest bytes, after checking them against what was asked and announced.
 
@@ -132,18 +142,19 @@ class RegistryClient:
         self.auth = auth
 
     def send(self, method: str, path: str, repository: str | None = None, headers: dict[str, str] | None = None,
-             data: bytes | None = None, ok: t.Collection[int] = (200,), scope: str | None = None) -> Response:
+             data: Body = None, ok: t.Collection[int] = (200,), scope: str | None = None,
+             sink: t.BinaryIO | None = None) -> Response:
         """One authenticated request; statuses outside ``ok`` become exceptions."""
         url = path if "://" in path else self.base_url + path
         shown = urllib.parse.urlsplit(url).path
         scope = scope if scope is not None else scope_for(method, repository)
         sent = dict(headers or {})
         sent.update(self.auth.headers(scope))
-        response = self.transport.request(method, url, sent, data)
+        response = self.transport.request(method, url, sent, data, sink)
         if response.status == 401 and self.auth.answer(response, scope, sent):
             sent = dict(headers or {})
             sent.update(self.auth.headers(scope))
-            response = self.transport.request(method, url, sent, data)
+            response = self.transport.request(method, url, sent, data, sink)
         if response.status in ok:
             return response
         if response.status in (401, 403):
@@ -191,12 +202,24 @@ class RegistryClient:
 
     def head_manifest(self, repository: str, reference: str) -> str | None:
         """The digest a tag points at, or None when the tag does not exist."""
+        described = self.describe_manifest(repository, reference)
+        return described[0] if described else None
+
+    def describe_manifest(self, repository: str, reference: str) -> tuple[str, str] | None:
+        """Digest and media type of what a tag points at (one HEAD), or None when it does not exist.
+
+        A registry that sends no ``Docker-Content-Digest`` on HEAD costs a GET instead.
+        """
         path = "/v2/%s/manifests/%s" % (repository, reference)
         try:
             response = self.send("HEAD", path, repository, {"Accept": ACCEPT})
         except RegistryNotFound:
             return None
-        return response.header("Docker-Content-Digest") or None
+        digest = response.header("Docker-Content-Digest").strip()
+        if not digest:
+            manifest = self.get_manifest(repository, reference)
+            return manifest.digest, manifest.media_type
+        return digest, response.header("Content-Type").split(";")[0].strip()
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         path = "/v2/%s/manifests/%s" % (repository, reference)
@@ -220,20 +243,26 @@ class RegistryClient:
         return True
 
     def get_blob(self, repository: str, digest: str) -> bytes:
+        sink = io.BytesIO()
+        self.download_blob(repository, digest, sink)
+        return sink.getvalue()
+
+    def download_blob(self, repository: str, digest: str, sink: t.BinaryIO) -> int:
+        """Stream a blob into ``sink`` (a seekable file) while hashing it; its size once verified."""
         path = "/v2/%s/blobs/%s" % (repository, digest)
         algorithm = digest_algorithm(digest)
         if algorithm is None:
             raise RegistryError("GET %s: cannot verify a blob digest that is not sha256, sha384 or sha512" % path)
-        response = self.send("GET", path, repository, ok=(200, 301, 302, 303, 307, 308))
+        response = self.send("GET", path, repository, ok=(200, 301, 302, 303, 307, 308), sink=sink)
         if response.status != 200:
             # A storage backend's pre-signed URL: follow it without our Authorization.
             target = urllib.parse.urljoin(response.url, response.header("Location"))
-            response = self.transport.request("GET", target, {})
+            response = self.transport.request("GET", target, {}, sink=sink)
             if response.status != 200:
                 raise http_error("GET", urllib.parse.urlsplit(target).path, response.status, response.body)
-        if digest_for(response.body, algorithm) != digest:
+        if file_digest(sink, algorithm) != digest:
             raise RegistryError("GET %s: the blob's bytes do not hash to %s" % (path, digest))
-        return response.body
+        return sink.seek(0, io.SEEK_END)
 
     def get_blob_json(self, repository: str, digest: str) -> dict[str, t.Any]:
         try:
@@ -257,10 +286,13 @@ class RegistryClient:
                 pass
         return response.status == 201
 
-    def upload_blob(self, repository: str, digest: str, data: bytes) -> None:
-        """Monolithic upload: POST to open a session, PUT the bytes with the digest."""
+    def upload_blob(self, repository: str, digest: str, data: bytes | t.BinaryIO, size: int | None = None) -> None:
+        """Monolithic upload: POST to open a session, PUT the bytes (or a seekable file of ``size``) with the digest."""
         response = self.send("POST", "/v2/%s/blobs/uploads/" % repository, repository,
                              {"Content-Length": "0"}, b"", ok=(202,))
         location = urllib.parse.urljoin(self.base_url + "/", response.header("Location"))
         location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
-        self.send("PUT", location, repository, {"Content-Type": "application/octet-stream"}, data, ok=(201,))
+        headers = {"Content-Type": "application/octet-stream"}
+        if not isinstance(data, bytes):
+            headers["Content-Length"] = str(size)
+        self.send("PUT", location, repository, headers, data, ok=(201,))

@@ -4,7 +4,10 @@
 """One HTTP exchange with the registry over ``ansible.module_utils.urls``, with retries.
 
 Only 408, 429, 5xx and connection errors are retried; ``Retry-After`` (seconds or an
-HTTP date) is honoured up to ``max_wait``.  Every other status is handed back to the
+HTTP date) is honoured up to ``max_wait``.  Large blobs are streamed both ways: ``data`` may be
+a seekable file object (rewound before every attempt; the caller sets ``Content-Length``), and
+``sink`` receives a 200 answer's body in chunks instead of ``Response.body`` (emptied before
+every attempt), so a retry never sends or keeps half a blob.  Every other status is handed back to the
 caller as a ``Response``: deciding what a 401 or a 404 means is the upper layers' job.
 """
 from __future__ import annotations
@@ -23,6 +26,8 @@ from ansible.module_utils.urls import Request, make_context
 from .errors import RegistryConnectionError, RegistryTLSError
 
 RETRY_STATUSES = frozenset((408, 429))
+CHUNK = 1024 * 1024
+Body = t.Union[bytes, t.BinaryIO, None]
 USER_AGENT = "dockyard.registry"
 
 
@@ -86,13 +91,18 @@ class Transport:
         self._open = opener
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None,
-                data: bytes | None = None) -> Response:
+                data: Body = None, sink: t.BinaryIO | None = None) -> Response:
         attempt = 0
         while True:
             with self._lock:
                 self.requests += 1
+            if data is not None and not isinstance(data, bytes):
+                data.seek(0)
+            if sink is not None:
+                sink.seek(0)
+                sink.truncate()
             try:
-                response = self._once(method, url, headers or {}, data)
+                response = self._once(method, url, headers or {}, data, sink)
             except RegistryTLSError:
                 raise
             except RegistryConnectionError:
@@ -108,13 +118,19 @@ class Transport:
             self.sleep(min(wait, self.max_wait))
             attempt += 1
 
-    def _once(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> Response:
+    def _once(self, method: str, url: str, headers: dict[str, str], data: Body,
+              sink: t.BinaryIO | None) -> Response:
         try:
             raw = self._open(method, url, data=data, headers=dict(headers))
             try:
-                body = b"" if method == "HEAD" else raw.read()
-                return Response(raw.status if hasattr(raw, "status") else raw.getcode(),
-                                dict(raw.headers.items()), body, url)
+                status = raw.status if hasattr(raw, "status") else raw.getcode()
+                if sink is not None and status == 200 and method != "HEAD":
+                    for chunk in iter(lambda: raw.read(CHUNK), b""):
+                        sink.write(chunk)
+                    body = b""
+                else:
+                    body = b"" if method == "HEAD" else raw.read()
+                return Response(status, dict(raw.headers.items()), body, url)
             finally:
                 raw.close()
         except urllib.error.HTTPError as error:

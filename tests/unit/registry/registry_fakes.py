@@ -37,9 +37,10 @@ class FakeResponse:
         for key, value in headers.items():
             self.headers[key] = value
         self._body = body
+        self._stream = io.BytesIO(body)
 
-    def read(self) -> bytes:
-        return self._body
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
 
     def close(self) -> None:
         pass
@@ -122,6 +123,8 @@ class FakeRegistry:
     def __call__(self, method: str, url: str, data: bytes | None = None,
                  headers: dict[str, str] | None = None, **_kwargs: t.Any) -> FakeResponse:
         headers = headers or {}
+        if data is not None and not isinstance(data, bytes):
+            data = data.read()  # a blob streamed from a file
         with self.lock:
             self.requests.append((method, url, dict(headers)))
         if self.before is not None:
