@@ -1,15 +1,22 @@
-"""playbooks/replicate.yml between two real docker-registry processes: a job copies, the
-second run copies nothing, a job with an unreachable source fails the play clearly after
-the other jobs ran, and a bad job list is refused before anything runs."""
+"""Replication between two real docker-registry processes.
+
+playbooks/replicate.yml: a job copies, the second run copies nothing, a job with an
+unreachable source fails the play clearly after the other jobs ran, and a bad job list is
+refused before anything runs. The replication role's runner (dockyard-replicate, what its
+timer starts): the same jobs from job files, its journal lines and its textfile metrics."""
 from __future__ import annotations
 
+import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
 import typing as t
 
 import pytest
 
-from conftest import ROOT, Images, PlaybookResult, Registry
+from conftest import COLLECTIONS, ROOT, Images, PlaybookResult, Registry
 
 PLAYBOOK = str(ROOT / "playbooks" / "replicate.yml")
 
@@ -89,3 +96,48 @@ def test_a_bad_job_list_is_refused_before_anything_runs(playbook, jobs, message)
     assert run.returncode != 0
     assert message in run.output, run.output[-3000:]
     assert "Run the replication jobs" not in run.output
+
+
+def run_runner(tmp_path: pathlib.Path, jobs: list[dict[str, t.Any]]) -> tuple[subprocess.CompletedProcess, str]:
+    """dockyard-replicate over job files as the role writes them; returns its run and metrics."""
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir(exist_ok=True)
+    for entry in jobs:
+        args = {key: value for key, value in entry.items() if key != "name"}
+        args["checkpoint"] = str(tmp_path / ("%s.checkpoint.json" % entry["name"]))
+        (jobs_dir / ("%s.json" % entry["name"])).write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    metrics = tmp_path / "metrics.prom"
+    env = dict(os.environ, DOCKYARD_REPLICATION_JOBS=str(jobs_dir), DOCKYARD_REPLICATION_LIBRARY=str(COLLECTIONS),
+               DOCKYARD_REPLICATION_METRICS=str(metrics))
+    done = subprocess.run([sys.executable, str(ROOT / "roles" / "replication" / "files" / "dockyard-replicate")],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    return done, metrics.read_text() if metrics.exists() else ""
+
+
+def sample(metrics: str, family: str, name: str) -> float:
+    found = re.search(r'^dockyard_replication_%s\{replication_job="%s"\} (\S+)$' % (family, name), metrics, re.M)
+    assert found, metrics
+    return float(found.group(1))
+
+
+def test_the_timer_runner_copies_reports_and_keeps_the_last_success(pair, tmp_path):
+    source, destination = pair
+    jobs = [job("mirror", source, destination)]
+    first, metrics = run_runner(tmp_path, jobs)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "dockyard-replicate: mirror: copied 3, unchanged 0," in first.stdout
+    assert destination.digest("apps/api", "2.0") == source.digest("apps/api", "2.0")
+    assert sample(metrics, "last_run_success", "mirror") == 1
+    assert sample(metrics, "tags_copied", "mirror") == 3
+    assert sample(metrics, "tags_failed", "mirror") == 0
+    success = sample(metrics, "last_success_timestamp_seconds", "mirror")
+
+    # A second job that cannot reach its source: the run fails, the first job's success stays.
+    second, metrics = run_runner(tmp_path, jobs + [job("broken", "http://127.0.0.1:9", destination)])
+    assert second.returncode == 1
+    assert "dockyard-replicate: mirror: copied 0, unchanged 3," in second.stdout
+    assert re.search(r"^dockyard-replicate: broken: FAILED: .*127\.0\.0\.1:9", second.stdout, re.M), second.stdout
+    assert sample(metrics, "last_run_success", "broken") == 0
+    assert sample(metrics, "tags_failed", "broken") == -1
+    assert 'last_success_timestamp_seconds{replication_job="broken"}' not in metrics
+    assert sample(metrics, "last_success_timestamp_seconds", "mirror") >= success
