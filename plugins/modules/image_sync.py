@@ -27,7 +27,7 @@ description:
   - With O(artifacts), signatures, attestations and SBOMs (cosign C(sha256-<hex>.sig), C(.att), C(.sbom)) and
     OCI referrers tags (C(sha256-<hex>)) attached to a copied digest (an image, an index or one of its
     platform manifests) are copied with it, whatever O(tags) says.
-  - A tag that fails (source manifest missing, push refused...) is reported in RV(failed); every other tag is
+  - A tag that fails (source manifest missing, push refused...) is reported in RV(failed_tags); every other tag is
     still copied, then the task fails with a message naming each failed tag and why.
 extends_documentation_fragment:
   - dockyard.registry.image_sync
@@ -136,8 +136,10 @@ deleted:
   type: list
   elements: dict
   sample: [{repository: apps/web, tag: "1.3.0", digest: "sha256:9f8e..."}]
-failed:
-  description: Tags (or repositories, with a null tag) that could not be copied or deleted, and why.
+failed_tags:
+  description:
+    - Tags (or repositories, with a null tag) that could not be copied or deleted, and why.
+    - Not named C(failed), which Ansible reserves for the task's own status.
   returned: always
   type: list
   elements: dict
@@ -242,8 +244,8 @@ def main() -> None:
         module.fail_json(msg=str(error))
     for warning in replicator.warnings:
         module.warn(warning)
-    if result["failed"]:
-        module.fail_json(msg=summary(result["failed"]), **result)
+    if result["failed_tags"]:
+        module.fail_json(msg=summary(result["failed_tags"]), **result)
     module.exit_json(**result)
 
 

@@ -138,7 +138,7 @@ class Replicator:
             "copied": sorted(self.copied, key=lambda item: (item["repository"], item["tag"])),
             "unchanged": self.unchanged,
             "deleted": sorted(self.deleted, key=lambda item: (item["repository"], item["tag"])),
-            "failed": sorted(self.failed, key=lambda item: (item["repository"], item["tag"] or "")),
+            "failed_tags": sorted(self.failed, key=lambda item: (item["repository"], item["tag"] or "")),
             "blobs_sent": len(stats.sent),
             "bytes_sent": stats.bytes_sent,
             "blobs_mounted": len(stats.mounted),
@@ -156,12 +156,14 @@ class Replicator:
             source_tags = self.source.tags(repository)
             if source_tags is None:
                 raise RegistryError("source: no such repository")
+            ordinary, artifact_tags = artifacts.split(source_tags)
+            selected = [tag for tag in ordinary if self._wanted(tag)]
+            if not selected and not self.delete:
+                return  # nothing to copy, nothing to delete: no request to the destination
             destination_tags = set(self.destination.tags(repository) or [])
         except RegistryError as error:
             self._fail(repository, None, error)
             return
-        ordinary, artifact_tags = artifacts.split(source_tags)
-        selected = [tag for tag in ordinary if self._wanted(tag)]
         heads = parallel(lambda tag: self._tag(repository, tag, destination_tags), selected, self.workers)
         known = {tag: head for tag, head in zip(selected, heads) if head is not None}
         subjects = self._subjects(repository, known.values(), {artifact.subject for artifact in artifact_tags})

@@ -127,13 +127,18 @@ class Registry:
         assert status == 200, body
         return sorted(json.loads(body)["tags"] or [])
 
-    def digest(self, repository: str, tag: str) -> str | None:
+    def manifest(self, repository: str, reference: str) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers (lowercase names) and exact bytes of a manifest, any of the four media types."""
         accept = ", ".join([
             "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
             "application/vnd.docker.distribution.manifest.list.v2+json",
             "application/vnd.docker.distribution.manifest.v2+json"])
-        status, headers, _body = self.get("/v2/%s/manifests/%s" % (repository, tag), accept)
-        return {k.lower(): v for k, v in headers.items()}.get("docker-content-digest") if status == 200 else None
+        status, headers, body = self.get("/v2/%s/manifests/%s" % (repository, reference), accept)
+        return status, {k.lower(): v for k, v in headers.items()}, body
+
+    def digest(self, repository: str, tag: str) -> str | None:
+        status, headers, _body = self.manifest(repository, tag)
+        return headers.get("docker-content-digest") if status == 200 else None
 
 
 class Images:
@@ -155,13 +160,16 @@ class Images:
         self.created[name] = created
         return digest
 
-    def push(self, registry: Registry, name: str, repository: str, tag: str) -> str:
+    def push(self, registry: Registry, name: str, repository: str, tag: str, docker: bool = False) -> str:
+        """Push with skopeo; ``docker`` converts to a Docker schema 2 manifest (another digest, returned)."""
         argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "oci:%s:%s" % (self.root / name, name),
                 "docker://%s/%s:%s" % (registry.host, repository, tag)]
         if name.startswith("multi"):
             argv.insert(2, "--multi-arch=all")
+        if docker:
+            argv.insert(2, "--format=v2s2")
         subprocess.run(argv, capture_output=True, text=True, check=True)
-        return self.digests[name]
+        return str(registry.digest(repository, tag)) if docker else self.digests[name]
 
 
 def days_ago(days: float) -> str:
@@ -193,6 +201,22 @@ def registry_nodelete(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Re
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def new_registry(tmp_path: pathlib.Path) -> t.Iterator[t.Callable[[], Registry]]:
+    """Start empty registries of the test's own (deletes enabled); all stopped after the test."""
+    started: list[Registry] = []
+
+    def start() -> Registry:
+        server = Registry(tmp_path / ("registry-%d" % len(started)))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def make_pki(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:

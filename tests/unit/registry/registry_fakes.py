@@ -60,7 +60,7 @@ class FakeRegistry:
 
     # -- building content -------------------------------------------------------------
     def image(self, repository: str, tag: str | None, created: str | None, seed: str = "",
-              arch: str = "amd64") -> str:
+              arch: str = "amd64", media_type: str = OCI_MANIFEST) -> str:
         config = {"architecture": arch, "os": "linux", "seed": seed or tag or ""}
         if created is not None:
             config["created"] = created
@@ -70,13 +70,13 @@ class FakeRegistry:
         self.blobs[digest_of(layer)] = layer
         self.blob_links.setdefault(repository, set()).update((digest_of(config_bytes), digest_of(layer)))
         manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "schemaVersion": 2, "mediaType": media_type,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": digest_of(config_bytes), "size": len(config_bytes)},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                         "digest": digest_of(layer), "size": len(layer)}],
         }).encode()
-        return self.store(repository, tag, manifest, OCI_MANIFEST)
+        return self.store(repository, tag, manifest, media_type)
 
     def index(self, repository: str, tag: str | None, created: str, seed: str) -> str:
         children = []
@@ -226,6 +226,18 @@ class FakeRegistry:
                                   "Content-Length": str(len(body))}, b"" if method == "HEAD" else body)
 
 
-def make_client(fake: FakeRegistry, **auth: t.Any) -> RegistryClient:
+def make_client(fake: FakeRegistry, base: str = BASE, **auth: t.Any) -> RegistryClient:
     transport = Transport(opener=fake, sleep=lambda _seconds: None)
-    return RegistryClient(BASE, transport, Authenticator(transport, **auth))
+    return RegistryClient(base, transport, Authenticator(transport, **auth))
+
+
+def run_main(main: t.Callable[[], None], args: dict[str, t.Any], capsys: t.Any) -> dict[str, t.Any]:
+    """Run a module's main() with these arguments; its JSON result (exit_json or fail_json)."""
+    from ansible.module_utils.testing import patch_module_args
+
+    try:
+        with patch_module_args(args):
+            main()
+    except SystemExit:
+        pass
+    return json.loads(capsys.readouterr().out)

@@ -6,8 +6,7 @@ import typing as t
 
 import pytest
 from registry_fakes import BASE, FakeRegistry, make_client
-
-from ansible.module_utils.testing import patch_module_args
+from registry_fakes import run_main as run_module_main
 
 from ansible_collections.dockyard.registry.plugins.module_utils._registry.errors import (
     InvalidInput,
@@ -201,9 +200,7 @@ def test_bad_input_is_refused_before_any_request(fake: FakeRegistry, overrides: 
 # -- main(): one fail_json, no traceback ----------------------------------------------------
 
 def run_main(args: dict[str, t.Any], capsys: pytest.CaptureFixture[str]) -> dict[str, t.Any]:
-    with patch_module_args(args), pytest.raises(SystemExit):
-        repository.main()
-    return json.loads(capsys.readouterr().out)
+    return run_module_main(repository.main, args, capsys)
 
 
 def test_main_reports_delete_disabled(web: FakeRegistry, patched_transport: FakeRegistry,
