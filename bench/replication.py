@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import pathlib
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -38,14 +39,11 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-COLLECTIONS = ROOT / ".build" / "collections"
-LINK = COLLECTIONS / "ansible_collections" / "dockyard" / "registry"
-if not LINK.exists():
-    LINK.parent.mkdir(parents=True, exist_ok=True)
-    LINK.symlink_to(ROOT, target_is_directory=True)
+# The tests' own set-up: the checkout linked as ansible_collections.dockyard.registry.
+runpy.run_path(str(ROOT / "tests" / "conftest.py"))
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "registry"))
 
-from conftest import Registry  # noqa: E402  pylint: disable=wrong-import-position
+from conftest import COLLECTIONS, Registry  # noqa: E402  pylint: disable=wrong-import-position
 
 REPOSITORIES = ["bench/app%d" % number for number in range(4)]
 # Own layers of the 20 images, in turn (the base layers come first in every image).
