@@ -37,6 +37,7 @@ attributes:
     description: Lists in RV(copied) and RV(deleted) what would be copied and deleted; nothing is written.
   diff_mode:
     support: none
+    description: RV(copied) and RV(deleted) say what changed.
 options:
   repositories:
     description:

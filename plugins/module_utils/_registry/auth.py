@@ -133,7 +133,8 @@ def unauthorized(method: str, path: str, response: Response, auth: Authenticator
         hint = "the registry refused the token"
     elif auth.username is None:
         hint = "the registry needs credentials: set username and password"
-    elif response.status == 401:
+    elif response.status == 401 and (Challenge.parse(response.header("WWW-Authenticate")) or Challenge(
+            "", {})).params.get("error") != "insufficient_scope":
         hint = "the registry refused the credentials of user %s" % auth.username
     else:
         hint = "user %s may not do this" % auth.username

@@ -24,7 +24,7 @@ import threading
 import typing as t
 
 from . import validation
-from .client import Manifest
+from .client import Manifest, file_digest
 from .copy import Store
 from .errors import RegistryError
 
@@ -118,10 +118,7 @@ class LayoutStore(Store):
         except OSError as error:
             raise self.fail(RegistryError("blob %s of %s: %s" % (digest, repository, error))) from None
         with handle:
-            hasher = hashlib.new(digest.partition(":")[0])
-            for chunk in iter(lambda: handle.read(CHUNK), b""):
-                hasher.update(chunk)
-            if "%s:%s" % (digest.partition(":")[0], hasher.hexdigest()) != digest:
+            if file_digest(handle, digest.partition(":")[0]) != digest:
                 raise self.fail(RegistryError("%s: the bytes do not hash to %s" % (path, digest)))
             size = handle.tell()
             handle.seek(0)
@@ -133,17 +130,24 @@ class LayoutStore(Store):
         os.makedirs(directory, exist_ok=True)
         marker = os.path.join(directory, "oci-layout")
         if not os.path.exists(marker):
-            self._write_atomically(marker, json.dumps(LAYOUT_FILE).encode())
+            self._write_atomically(marker, [json.dumps(LAYOUT_FILE).encode()])
         return directory
 
     @staticmethod
-    def _write_atomically(path: str, data: bytes) -> None:
+    def _write_atomically(path: str, chunks: t.Iterable[bytes], digest: str | None = None) -> None:
+        """Write to a temporary file beside ``path``, fsync, check ``digest`` if given, rename."""
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
+            hasher = hashlib.new(digest.partition(":")[0]) if digest else None
             with os.fdopen(handle, "wb") as out:
-                out.write(data)
+                for chunk in chunks:
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
+            if hasher is not None and "%s:%s" % (digest.partition(":")[0], hasher.hexdigest()) != digest:
+                raise RegistryError("blob %s: the bytes received do not hash to it" % digest)
             os.chmod(temporary, 0o644)
             os.replace(temporary, path)
         except BaseException:
@@ -156,24 +160,8 @@ class LayoutStore(Store):
             self._prepare(repository)
             path = self._blob_path(repository, digest)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-            try:
-                hasher = hashlib.new(digest.partition(":")[0])
-                with os.fdopen(descriptor, "wb") as out:
-                    handle.seek(0)
-                    for chunk in iter(lambda: handle.read(CHUNK), b""):
-                        hasher.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                if "%s:%s" % (digest.partition(":")[0], hasher.hexdigest()) != digest:
-                    raise RegistryError("blob %s: the bytes received do not hash to it" % digest)
-                os.chmod(temporary, 0o644)
-                os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
+            handle.seek(0)
+            self._write_atomically(path, iter(lambda: handle.read(CHUNK), b""), digest)
         except (RegistryError, OSError) as error:
             raise self.fail(error) from None
 
@@ -207,7 +195,7 @@ class LayoutStore(Store):
                 document = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                             "manifests": entries}
                 self._write_atomically(os.path.join(directory, "index.json"),
-                                       json.dumps(document, indent=2, sort_keys=True).encode())
+                                       [json.dumps(document, indent=2, sort_keys=True).encode()])
         except (RegistryError, OSError) as error:
             raise self.fail(error) from None
 

@@ -166,13 +166,18 @@ class Replicator:
             return
         heads = parallel(lambda tag: self._tag(repository, tag, destination_tags), selected, self.workers)
         known = {tag: head for tag, head in zip(selected, heads) if head is not None}
-        subjects = self._subjects(repository, known.values(), {artifact.subject for artifact in artifact_tags})
+        asked = {artifact.subject for artifact in artifact_tags}
+        if self.delete:  # the subjects of the destination's artifact tags decide which of them stay
+            asked.update(artifact.subject for artifact in artifacts.split(destination_tags)[1])
+        subjects = self._subjects(repository, known.values(), asked)
         if self.copy_artifacts:
             attached = [artifact.tag for artifact in artifacts.attached_to(artifact_tags, subjects)]
             heads = parallel(lambda tag: self._tag(repository, tag, destination_tags), attached, self.workers)
             known.update((tag, head) for tag, head in zip(attached, heads) if head is not None)
         if self.delete:
-            self._deletions(repository, set(source_tags), destination_tags, known, subjects)
+            with self._lock:  # a tag that failed may be the subject of artifacts: keep them all then
+                sure = not any(item["repository"] == repository for item in self.failed)
+            self._deletions(repository, set(source_tags), destination_tags, known, subjects if sure else None)
 
     def _subjects(self, repository: str, heads: t.Iterable[tuple[str, str]], wanted: set[str]) -> set[str]:
         """The digests of the selected tags, with the platform manifests of their indexes when asked about."""
@@ -236,12 +241,15 @@ class Replicator:
 
     # -- deletions -----------------------------------------------------------------------
     def _deletions(self, repository: str, source_tags: set[str], destination_tags: set[str],
-                   known: dict[str, tuple[str, str]], subjects: set[str]) -> None:
+                   known: dict[str, tuple[str, str]], subjects: set[str] | None) -> None:
+        """``subjects``: the digests whose artifact tags stay; None to keep every artifact tag."""
         def doomed(tag: str) -> bool:
             if tag in source_tags:
                 return False
             artifact = artifacts.parse(tag)
-            return self._wanted(tag) if artifact is None else artifact.subject not in subjects
+            if artifact is None:
+                return self._wanted(tag)
+            return subjects is not None and artifact.subject not in subjects
 
         victims = sorted(tag for tag in destination_tags if doomed(tag))
         if not victims:

@@ -149,10 +149,11 @@ class Images:
         self.digests: dict[str, str] = {}
         self.created: dict[str, str] = {}
 
-    def build(self, name: str, created: str, platforms: str = "", seed: str = "dockyard") -> str:
+    def build(self, name: str, created: str, platforms: str = "", seed: str = "dockyard", layers: int = 2,
+              layer_size: str = "16K") -> str:
         out = self.root / name
         argv = [sys.executable, str(ROOT / "tools" / "oci_image.py"), str(out), "--tag", name,
-                "--layers", "2", "--layer-size", "16K", "--created", created, "--seed", seed]
+                "--layers", str(layers), "--layer-size", layer_size, "--created", created, "--seed", seed]
         if platforms:
             argv += ["--platforms", platforms]
         digest = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
@@ -204,12 +205,12 @@ def registry_nodelete(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Re
 
 
 @pytest.fixture()
-def new_registry(tmp_path: pathlib.Path) -> t.Iterator[t.Callable[[], Registry]]:
+def new_registry(tmp_path: pathlib.Path) -> t.Iterator[t.Callable[..., Registry]]:
     """Start empty registries of the test's own (deletes enabled); all stopped after the test."""
     started: list[Registry] = []
 
-    def start() -> Registry:
-        server = Registry(tmp_path / ("registry-%d" % len(started)))
+    def start(auth: dict[str, t.Any] | None = None) -> Registry:
+        server = Registry(tmp_path / ("registry-%d" % len(started)), auth=auth)
         server.start()
         started.append(server)
         return server
@@ -347,11 +348,9 @@ class PlaybookResult:
         return self.result.get(key, default)
 
 
-def run_playbook(playbook: str, extra: dict[str, t.Any], tmp_path: pathlib.Path, *flags: str) -> PlaybookResult:
-    """Run a playbook of tests/integration/playbooks (or any path); its vars arrive through one JSON file.
-
-    Playbooks that write ``result_file`` hand back the registered result.
-    """
+def playbook_command(playbook: str, extra: dict[str, t.Any], tmp_path: pathlib.Path,
+                     *flags: str) -> tuple[list[str], dict[str, str], pathlib.Path]:
+    """argv, environment and result file of an ``ansible-playbook`` run (see ``run_playbook``)."""
     result_file = tmp_path / ("result-%s.json" % secrets.token_hex(4))
     extra = dict(extra, result_file=str(result_file))
     vars_file = tmp_path / ("vars-%s.json" % secrets.token_hex(4))
@@ -363,9 +362,18 @@ def run_playbook(playbook: str, extra: dict[str, t.Any], tmp_path: pathlib.Path,
                ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
                ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_RETRY_FILES_ENABLED="0",
                ANSIBLE_STDOUT_CALLBACK="default")
-    done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(path), "-e", "@%s" % vars_file, *flags],
-                          capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300, check=False)
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(path),
+            "-e", "@%s" % vars_file, *flags]
+    return argv, env, result_file
+
+
+def run_playbook(playbook: str, extra: dict[str, t.Any], tmp_path: pathlib.Path, *flags: str) -> PlaybookResult:
+    """Run a playbook of tests/integration/playbooks (or any path); its vars arrive through one JSON file.
+
+    Playbooks that write ``result_file`` hand back the registered result.
+    """
+    argv, env, result_file = playbook_command(playbook, extra, tmp_path, *flags)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300, check=False)
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     return PlaybookResult(done, result)
 

@@ -1,21 +1,29 @@
 """dockyard.registry.image_sync between real docker-registry processes and OCI layout directories."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pathlib
+import signal
 import subprocess
+import time
 import typing as t
 
-from conftest import Images, Registry
+from conftest import ROOT, TOKEN_USERS, Images, Registry, days_ago, playbook_command
 
 Run = t.Callable[..., t.Any]
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-def sync(playbook: Run, source: dict[str, t.Any], destination: dict[str, t.Any], *flags: str, **args: t.Any) -> t.Any:
+def sync_vars(source: dict[str, t.Any], destination: dict[str, t.Any], **args: t.Any) -> dict[str, t.Any]:
     args.setdefault("repositories", ["sync/.*"])
-    return playbook("module.yml", {"module": "image_sync", "registry_url": "http://unused.invalid",
-                                   "module_args": dict(args, source=source, destination=destination)}, *flags)
+    return {"module": "image_sync", "registry_url": "http://unused.invalid",
+            "module_args": dict(args, source=source, destination=destination)}
+
+
+def sync(playbook: Run, source: dict[str, t.Any], destination: dict[str, t.Any], *flags: str, **args: t.Any) -> t.Any:
+    return playbook("module.yml", sync_vars(source, destination, **args), *flags)
 
 
 def side(registry: Registry) -> dict[str, str]:
@@ -32,6 +40,22 @@ def assert_same_manifests(source: Registry, destination: Registry, repository: s
         assert copied[2] == body and copied[1]["content-type"] == headers["content-type"]
         for child in json.loads(body).get("manifests", []):
             assert_same_manifests(source, destination, repository, [child["digest"]])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the module may run in a session of its own)."""
+    parents = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found.extend(children)
+        queue.extend(children)
+    return found
 
 
 def skopeo_raw(reference: str) -> bytes:
@@ -71,6 +95,7 @@ def test_copies_oci_docker_and_index_then_only_what_is_new(images: Images, new_r
     assert destination.get("/v2/sync/other/tags/list")[0] == 404  # not selected
     assert_same_manifests(source, destination, "sync/app", sorted(copied))
     assert first["blobs_sent"] > 0 and first["failed_tags"] == []
+    print("image_sync first run, 4 tags:", first["requests"], "blobs sent", first["blobs_sent"])
 
     second = sync(playbook, side(source), side(destination), **args)
     assert second.returncode == 0 and second["changed"] is False, second.output
@@ -149,3 +174,51 @@ def test_a_broken_tag_is_reported_the_others_copied_and_the_next_run_resumes(
     # what the failed run had sent already is not sent again
     assert resumed["blobs_sent"] + resumed["blobs_skipped"] == 3 and resumed["blobs_sent"] >= 1
     assert destination.digest("sync/app", "broken") == images.digests["img5"]
+
+
+def test_bearer_on_both_sides_with_their_own_credentials(images: Images, new_registry: t.Callable[..., Registry],
+                                                         token_service: t.Any, playbook: Run) -> None:
+    plain = new_registry()
+    first, second = new_registry(token_service.registry_auth()), new_registry(token_service.registry_auth())
+    images.push(plain, "multi", "pub/app", "1.0")
+    admin = {"username": "admin", "password": TOKEN_USERS["admin"]}
+    reader = {"username": "reader", "password": TOKEN_USERS["reader"]}
+
+    pushed = sync(playbook, side(plain), dict(side(first), **admin), repositories=["pub/app"])
+    assert [item["tag"] for item in pushed["copied"]] == ["1.0"], pushed.output
+    assert pushed["requests"]["destination"] > 0
+
+    refused = sync(playbook, dict(side(first), **admin), dict(side(second), **reader), repositories=["pub/app"])
+    assert refused["failed"] is True and refused["copied"] == []
+    message = refused["failed_tags"][0]["msg"]
+    assert message.startswith("pub/app:1.0: destination: ") and "user reader may not do this" in message, message
+
+    copied = sync(playbook, dict(side(first), **admin), dict(side(second), **admin), repositories=["pub/app"])
+    assert [item["digest"] for item in copied["copied"]] == [images.digests["multi"]], copied.output
+
+
+def test_a_killed_run_resumes_where_it_stopped(images: Images, new_registry: t.Callable[..., Registry],
+                                               playbook: Run, tmp_path: pathlib.Path) -> None:
+    source, destination = new_registry(), new_registry()
+    images.build("sync-big", days_ago(1), seed="big", layers=6, layer_size="6M")
+    images.push(source, "sync-big", "sync/big", "1.0")
+    args = {"workers": 1, "checkpoint": str(tmp_path / "job.json")}
+    argv, env, _result = playbook_command("module.yml", sync_vars(side(source), side(destination), **args), tmp_path)
+    process = subprocess.Popen(argv, env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    layers = destination.storage / "docker/registry/v2/repositories/sync/big/_layers/sha256"
+    deadline = time.monotonic() + 120
+    try:
+        while process.poll() is None and time.monotonic() < deadline and not (layers.exists() and any(layers.iterdir())):
+            time.sleep(0.02)
+    finally:
+        for pid in [process.pid] + descendants(process.pid):  # the controller, its workers, the module
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+    sent_before = len(list(layers.iterdir()))
+    assert 1 <= sent_before < 7 and destination.digest("sync/big", "1.0") is None  # no tag, some blobs
+
+    resumed = sync(playbook, side(source), side(destination), **args)
+    assert [item["tag"] for item in resumed["copied"]] == ["1.0"], resumed.output
+    assert resumed["blobs_skipped"] >= sent_before and resumed["blobs_sent"] + resumed["blobs_skipped"] == 7
+    assert destination.digest("sync/big", "1.0") == images.digests["sync-big"]

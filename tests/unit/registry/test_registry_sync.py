@@ -7,7 +7,7 @@ import re
 import typing as t
 
 import pytest
-from registry_fakes import OCI_INDEX, FakeRegistry, FakeResponse, make_client, run_main
+from registry_fakes import OCI_INDEX, FakeRegistry, FakeResponse, digest_of, make_client, run_main
 
 from ansible_collections.dockyard.registry.plugins.module_utils._registry import artifacts
 from ansible_collections.dockyard.registry.plugins.module_utils._registry import transport as transport_module
@@ -72,8 +72,7 @@ def test_copies_images_and_indexes_byte_identical_children_first_tags_last(upstr
     assert mirror.count("GET") == 0 or all("/tags/list" in url for m, url, _h in mirror.requests if m == "GET")
 
 
-def test_a_second_run_with_a_checkpoint_costs_at_most_two_requests_per_tag(upstream: FakeRegistry,
-                                                                          tmp_path: pathlib.Path) -> None:
+def test_a_second_run_with_a_checkpoint_costs_one_head_per_tag(upstream: FakeRegistry, tmp_path: pathlib.Path) -> None:
     mirror = FakeRegistry()
     checkpoint = tmp_path / "job.json"
     first, _replicator = replicate(upstream, mirror, checkpoint)
@@ -188,9 +187,12 @@ def test_deletions_follow_the_source_within_the_selection_only(upstream: FakeReg
     mirror.tag_links["apps/web"]["alias"] = upstream.tag_links["apps/web"]["1.0"]  # shares a kept digest
     mirror.image("apps/web", "nightly-1", None, seed="nightly")  # does not match tags: kept
     mirror.image("other/db", "stale", None, seed="stale")  # repository not selected: kept
+    multi = json.loads(mirror.manifests["apps/web"][mirror.tag_links["apps/web"]["multi"]][0])
+    kept_attestation = artifacts.tag_for(multi["manifests"][0]["digest"], "attestation")
+    mirror.image("apps/web", kept_attestation, None, seed="att")  # its subject, a platform of multi, stays
     result, replicator = replicate(upstream, mirror, delete=True, tags=[r"\d.*", "docker", "multi", "alias", "gone"])
     assert tags_of(result, "deleted") == ["apps/web:gone", "apps/web:" + artifacts.tag_for(gone, "signature")]
-    assert "alias" in mirror.tags("apps/web") and "nightly-1" in mirror.tags("apps/web")
+    assert {"alias", "nightly-1", kept_attestation} <= set(mirror.tags("apps/web"))
     assert any("alias" in warning and "kept tag" in warning for warning in replicator.warnings)
     assert mirror.tags("other/db") == ["stale"] and result["failed_tags"] == []
 
@@ -271,3 +273,20 @@ def test_main_fails_the_task_naming_each_failed_tag(upstream: FakeRegistry, monk
     assert result["failed"] is True
     assert result["msg"] == "1 tag(s) failed: apps/web:docker: source: the tag disappeared during the run"
     assert [item["tag"] for item in result["failed_tags"]] == ["docker"] and result["unchanged"] == 2
+
+
+def test_artifact_tags_stay_when_a_tag_of_their_repository_failed(upstream: FakeRegistry) -> None:
+    mirror = FakeRegistry()
+    replicate(upstream, mirror)
+    orphan = artifacts.tag_for(digest_of(b"unknown"), "signature")
+    mirror.image("apps/web", orphan, None, seed="orphan")
+    mirror.image("apps/web", "gone", None, seed="gone")
+    upstream.before = lambda method, url, _h: (FakeRegistry.error(403, "DENIED")
+                                               if method == "HEAD" and url.endswith("/apps/web/manifests/1.0") else None)
+    result, _replicator = replicate(upstream, mirror, delete=True)
+    assert [item["tag"] for item in result["failed_tags"]] == ["1.0"]
+    assert tags_of(result, "deleted") == ["apps/web:gone"]  # its subject may be what 1.0 points at now
+    assert orphan in mirror.tags("apps/web")
+    upstream.before = None
+    again, _replicator = replicate(upstream, mirror, delete=True)
+    assert tags_of(again, "deleted") == ["apps/web:" + orphan]
