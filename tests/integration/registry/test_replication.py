@@ -109,7 +109,7 @@ def run_runner(tmp_path: pathlib.Path, jobs: list[dict[str, t.Any]]) -> tuple[su
     metrics = tmp_path / "metrics.prom"
     env = dict(os.environ, DOCKYARD_REPLICATION_JOBS=str(jobs_dir), DOCKYARD_REPLICATION_LIBRARY=str(COLLECTIONS),
                DOCKYARD_REPLICATION_METRICS=str(metrics))
-    done = subprocess.run([sys.executable, str(ROOT / "roles" / "replication" / "files" / "dockyard-replicate")],
+    done = subprocess.run([sys.executable, str(ROOT / "roles" / "replication" / "files" / "dockyard_replicate.py")],
                           capture_output=True, text=True, env=env, timeout=300, check=False)
     return done, metrics.read_text() if metrics.exists() else ""
 

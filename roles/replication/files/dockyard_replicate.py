@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Run this host's replication jobs (docs/replication.md); dockyard-replication.service runs it.
 
 Each job file in JOBS_DIR holds {"ANSIBLE_MODULE_ARGS": {...}} for the collection's image_sync
