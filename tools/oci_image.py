@@ -8,6 +8,10 @@ same digests; another seed gives other layers.
 
     python3 tools/oci_image.py OUT --tag 1.0 --layers 3 --layer-size 1M [--big-layer 64M]
     python3 tools/oci_image.py OUT --tag multi --platforms linux/amd64,linux/arm64
+    python3 tools/oci_image.py OUT --tag 2.0 --base-layers 8M,512K --base-seed base1
+
+Images written with the same --base-seed and --base-layers start with the same layers (a
+shared base image), whatever their tag.
 
 Prints the digest of the manifest (or of the index, with --platforms) on stdout.
 
@@ -88,10 +92,13 @@ def make_layer(rng: random.Random, name: str, size: int) -> tuple[bytes, str]:
     return gzip.compress(tar_bytes, compresslevel=1, mtime=0), diff_id
 
 
-def write_image(layout: Layout, rng: random.Random, sizes: list[int], arch: str, created: str) -> dict:
+def write_image(layout: Layout, rng: random.Random, sizes: list[int], arch: str, created: str,
+                base: tuple[str, list[int]] = ("", [])) -> dict:
+    """``base``: (seed, sizes) of the first layers, the same in every image given the same."""
     layers, diff_ids = [], []
-    for number, size in enumerate(sizes):
-        blob, diff_id = make_layer(rng, f"layer-{number}.bin", size)
+    base_rng = random.Random(f"base/{base[0]}/{arch}")
+    for number, size in enumerate(base[1] + sizes):
+        blob, diff_id = make_layer(base_rng if number < len(base[1]) else rng, f"layer-{number}.bin", size)
         layers.append(layout.put(blob, OCI_LAYER))
         diff_ids.append(diff_id)
     config = {
@@ -100,7 +107,7 @@ def write_image(layout: Layout, rng: random.Random, sizes: list[int], arch: str,
         "os": "linux",
         "config": {"Cmd": ["/layer-0.bin"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": created, "created_by": "dockyard tools/oci_image.py"} for _size in sizes],
+        "history": [{"created": created, "created_by": "dockyard tools/oci_image.py"} for _size in diff_ids],
     }
     config_desc = layout.put(json.dumps(config, sort_keys=True).encode(), OCI_CONFIG)
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc, "layers": layers}
@@ -193,10 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-layer", type=parse_size, default=0, help="add one layer of this size")
     parser.add_argument("--platforms", default="", help="comma-separated os/arch list: write an index")
     parser.add_argument("--seed", default="dockyard")
+    parser.add_argument("--base-layers", type=lambda text: [parse_size(size) for size in text.split(",") if size],
+                        default=[], help="comma-separated sizes of shared first layers (see --base-seed)")
+    parser.add_argument("--base-seed", default="base", help="images with the same one share their base layers")
     parser.add_argument("--created", default=EPOCH, help="creation time written in the image config")
     args = parser.parse_args(argv)
 
-    if args.layers < 0 or (args.layers == 0 and not args.big_layer):
+    if args.layers < 0 or (args.layers == 0 and not args.big_layer and not args.base_layers):
         parser.error("an image needs at least one layer")
     rng = random.Random(f"{args.seed}/{args.tag}")
     sizes = [args.layer_size] * args.layers + ([args.big_layer] if args.big_layer else [])
@@ -207,11 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             os_name, _slash, arch = platform.partition("/")
             if os_name != "linux" or not arch:
                 parser.error(f"platform {platform!r} is not linux/ARCH")
-            children.append(write_image(layout, rng, sizes, arch, args.created))
+            children.append(write_image(layout, rng, sizes, arch, args.created, (args.base_seed, args.base_layers)))
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}
         top = layout.put(json.dumps(index, sort_keys=True).encode(), OCI_INDEX)
     else:
-        top = write_image(layout, rng, sizes, "amd64", args.created)
+        top = write_image(layout, rng, sizes, "amd64", args.created, (args.base_seed, args.base_layers))
         top.pop("platform")
     layout.tag(top, args.tag)
     print(top["digest"])
