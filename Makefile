@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 # Molecule scenarios in lanes (tools/molecule.sh): lanes run side by side, the scenarios of a
 # lane one after another. One scenario: make molecule SCENARIOS=token
-SCENARIOS ?= default,cluster token,identity,operations
+SCENARIOS ?= default,cluster,sites token,identity,operations
 # Debian release of the demo host: 13 (trixie, the current stable) or 12 (bookworm).
 RELEASE ?= 13
 # promtool from Debian's prometheus package, extracted by tools/bootstrap.sh.

@@ -85,19 +85,19 @@ class Instance:
         return self.host.file("/tmp/body").content_string
 
     def push_image(self, reference: str, *, tag: str = "latest", layers: int = 2, big: str = "",
-                   seed: str = "molecule", creds: tuple[str, str] = PUSHER) -> str:
-        """Write an OCI image in the instance, push it, return its manifest digest."""
+                   seed: str = "molecule", creds: tuple[str, str] = PUSHER, registry: str = REGISTRY) -> str:
+        """Write an OCI image in the instance, push it to `registry`, return its manifest digest."""
         layout = f"/tmp/oci-{seed}-{tag}"
         big_layer = f"--big-layer {big}" if big else ""
         digest = self.run(f"rm -rf {layout} && oci-image {layout} --tag {tag} --layers {layers} "
                           f"{big_layer} --seed {seed}").stdout.strip()
         self.run(f"skopeo copy -q --dest-creds {shlex.quote(':'.join(creds))} oci:{layout}:{tag} "
-                 f"docker://{REGISTRY}/{reference}")
+                 f"docker://{registry}/{reference}")
         return digest
 
-    def inspect(self, reference: str, *, creds: tuple[str, str] = READER) -> dict:
+    def inspect(self, reference: str, *, creds: tuple[str, str] = READER, registry: str = REGISTRY) -> dict:
         return json.loads(self.run(f"skopeo inspect --creds {shlex.quote(':'.join(creds))} "
-                                   f"docker://{REGISTRY}/{reference}").stdout)
+                                   f"docker://{registry}/{reference}").stdout)
 
     def start_workload(self, name: str, repository: str, creds: tuple[str, str]) -> None:
         """Start registry-workload (molecule/shared/workload.py) in the background: pushes and
@@ -174,13 +174,20 @@ def token(instance: Instance, creds: tuple[str, str] | None, *scopes: str, extra
     return int(result.stdout), (json.loads(body) if body.startswith("{") else {})
 
 
-def try_push(instance: Instance, creds: tuple[str, str] | None, reference: str, seed: str):
+def try_push(instance: Instance, creds: tuple[str, str] | None, reference: str, seed: str,
+             registry: str = REGISTRY):
     """Push a new one-tag image (seed: its content) with skopeo, anonymously without creds;
     the command's result, for checks that expect a refusal as well as a success."""
     layout = f"/tmp/oci-{seed}"
     instance.run(f"rm -rf {layout} && oci-image {layout} --tag 1 --seed {seed}")
     auth = f"--dest-creds {shlex.quote(':'.join(creds))}" if creds else "--dest-no-creds"
-    return instance.run(f"skopeo copy -q {auth} oci:{layout}:1 docker://{REGISTRY}/{reference}", ok=False)
+    return instance.run(f"skopeo copy -q {auth} oci:{layout}:1 docker://{registry}/{reference}", ok=False)
+
+
+def nft_counter(instance: Instance, name: str, table: str = "inet dockyard") -> int:
+    """Packets a named nftables counter has counted (the firewall role's input_refused, egress_refused)."""
+    answer = json.loads(instance.run(f"nft -j list counter {table} {name}").stdout)
+    return next(item["counter"]["packets"] for item in answer["nftables"] if "counter" in item)
 
 
 def saved_robot(primary: str, name: str) -> tuple[str, str]:

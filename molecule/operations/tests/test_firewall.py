@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from registry_checks import REGISTRY, Instance, instance_name
+from registry_checks import REGISTRY, Instance, instance_name, nft_counter
 
 HOST = instance_name("ops")
 # Every port a registry host may listen on but must not show to a client: SSH, the
@@ -56,8 +56,7 @@ def test_the_ruleset_is_dockyards_with_policy_drop(registry):
     assert chains["forward"]["hook"] == "forward" and chains["forward"]["policy"] == "drop"
     assert registry.run("dockyard-firewall status").stdout.strip() == "idle"
     # The packets the client's probes sent were counted as refused.
-    counter = json.loads(registry.run("nft -j list counter inet dockyard input_refused").stdout)
-    assert next(item["counter"] for item in counter["nftables"] if "counter" in item)["packets"] > 0
+    assert nft_counter(registry, "input_refused") > 0
 
 
 def test_the_rules_persist_through_nftables_service(registry):

@@ -24,15 +24,19 @@ class Stack(t.NamedTuple):
     auth: str
     registry: Registry
     gateway: Gateway
+    token_upstream: str = ""
 
-    def side(self, login: str = "admin") -> Side:
-        context = ssl.create_default_context(cafile=str(self.gateway.ca))
+    def side(self, gateway: Gateway | None = None, login: str = "admin") -> Side:
+        """A client of this stack's gateway (or of another gateway in front of its registry)."""
+        gateway = gateway or self.gateway
+        context = ssl.create_default_context(cafile=str(gateway.ca))
         if self.auth == "token":
-            return Side(self.gateway.url, context, token_login=(login, TOKEN_USERS[login]))
-        return Side(self.gateway.url, context, basic=(USER, PASSWORD))
+            return Side(gateway.url, context, token_login=(login, TOKEN_USERS[login]))
+        return Side(gateway.url, context, basic=(USER, PASSWORD))
 
-    def anonymous(self) -> Side:
-        return Side(self.gateway.url, ssl.create_default_context(cafile=str(self.gateway.ca)))
+    def anonymous(self, gateway: Gateway | None = None) -> Side:
+        gateway = gateway or self.gateway
+        return Side(gateway.url, ssl.create_default_context(cafile=str(gateway.ca)))
 
 
 @pytest.fixture(scope="module", params=["htpasswd", "token"])
@@ -41,7 +45,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     registry = Registry(tmp_path_factory.mktemp("registry"), auth=token.registry_auth() if token else None)
     registry.start()
     gateway = start_gateway(registry.host, auth=request.param, token_upstream=token.upstream if token else "")
-    yield Stack(request.param, registry, gateway)
+    yield Stack(request.param, registry, gateway, token.upstream if token else "")
     gateway.stop()
     registry.stop()
 
@@ -96,7 +100,7 @@ def test_a_cached_blob_is_never_served_for_another_repository(stack: Stack) -> N
     _manifest, layer, _body = admin.push_image("pub/holder", "1", LAYER + b"key")
     assert [cache_status(admin, "/v2/pub/holder/blobs/" + layer) for _twice in range(2)] == ["MISS", "HIT"]
     # A client that may pull pub/other, which does not hold the blob: the registry's 404.
-    reader = stack.side("reader") if stack.auth == "token" else admin
+    reader = stack.side(login="reader") if stack.auth == "token" else admin
     absent = reader.request("GET", "/v2/pub/other/blobs/" + layer)
     assert absent.status == 404 and absent.json()["errors"][0]["code"] == "BLOB_UNKNOWN", absent
     admin.push_image("pub/other", "1", b"another layer")
@@ -205,7 +209,7 @@ def test_500_token_requests_from_one_address_all_pass(stack: Stack) -> None:
     """The role's default flood guard lets a CI fleet behind one address through, however fast."""
     if stack.auth != "token":
         pytest.skip("token mode only")
-    side = stack.side("reader")
+    side = stack.side(login="reader")
     login = {"Authorization": "Basic " + base64.b64encode(":".join(side.token_login).encode()).decode()}
     statuses = [side.raw("GET", "/auth/token?service=registry.dockyard.test&scope=repository:pub/r%d:pull"
                          % (number % 7), headers=login).status for number in range(500)]
@@ -224,3 +228,25 @@ def test_the_flood_guard_answers_a_json_429_with_retry_after(token_service: t.An
             assert answer.header("retry-after") == "1"
     finally:
         gateway.stop()
+
+
+def test_a_read_only_gateway_refuses_every_write_with_its_message(stack: Stack) -> None:
+    message = "this registry is a read-only mirror of https://upstream.example"
+    read_only = start_gateway(stack.registry.host, auth=stack.auth, token_upstream=stack.token_upstream,
+                              gateway__read_only_message=message)
+    try:
+        side, anonymous = stack.side(read_only), stack.anonymous(read_only)
+        blob = "/v2/ro/app/blobs/sha256:" + "0" * 64
+        for method, target in (("POST", "/v2/ro/app/blobs/uploads/"), ("PUT", "/v2/ro/app/manifests/1"),
+                               ("PATCH", "/v2/ro/app/blobs/uploads/x"), ("DELETE", "/v2/ro/app/manifests/1"),
+                               ("DELETE", blob)):
+            for client in (side, anonymous):
+                response = client.request(method, target, b"{}")
+                assert_registry_error(response, 405, "UNSUPPORTED")
+                assert response.json() == {"errors": [{"code": "UNSUPPORTED", "message": message}]}
+                assert response.header("allow") == "GET, HEAD"
+        # Reads still reach the registry: its own 404s.
+        assert_registry_error(side.request("GET", "/v2/ro/app/manifests/1"), 404, "MANIFEST_UNKNOWN")
+        assert_registry_error(side.request("GET", blob), 404, "BLOB_UNKNOWN")
+    finally:
+        read_only.stop()
