@@ -256,6 +256,22 @@ def playbook(*arguments: str, limit: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
+def run_module(host: str, module: str, arguments: dict) -> dict:
+    """Run one of the collection's modules on an instance of the scenario (ad hoc, as the
+    controller would) and return its result, failed or not."""
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(project, ".build", "collections"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_DISPLAY_FAILED_STDERR="0")
+    answer = subprocess.run(["ansible", host, "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-m", module,
+                             "-a", json.dumps(arguments)], env=env, capture_output=True, text=True, timeout=900,
+                            check=False)
+    # minimal: "HOST | SUCCESS => {json}" (or CHANGED, FAILED!)
+    _head, arrow, result = answer.stdout.partition(" => ")
+    assert arrow, answer.stdout[-2000:] + answer.stderr[-2000:]
+    return json.loads(result)
+
+
 def recaps(output: str) -> dict[str, dict[str, int]]:
     """The PLAY RECAP counters of every instance, by name."""
     lines = re.findall(r"^(dockyard-\S+)\s+:\s+(.*)$", output, re.MULTILINE)

@@ -4,7 +4,8 @@ replica and a client.
 upstream.dockyard.test (Debian 13) sends webhooks to the client; mirror.dockyard.test
 (Debian 12) mirrors it with the pull-only user mirror-puller, behind the firewall's egress
 allowlist (the upstream's gateway, and port 8444 of the upstream host, a rogue upstream);
-replica.dockyard.test (Debian 13) is a normal host. The client records requests in
+replica.dockyard.test (Debian 13) is a normal host that pulls apps/web from the upstream
+with the replication role's service (tests/test_replication.py). The client records requests in
 /var/log/sites-webhook.jsonl (port 8080, the webhook receiver) and
 /var/log/sites-realm.jsonl (port 8443, a rogue token realm); the upstream host records them
 in /var/log/sites-rogue.jsonl (port 8444, a rogue upstream whose challenge names that realm).
