@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_cluster_nodes import pytestmark, refusal, run  # noqa: F401  (pytestmark: the same precondition)
+from test_cluster_nodes import pytestmark, refusal, run  # noqa: F401  pylint: disable=unused-import  (pytestmark: the same precondition)
 
 SINGLE = {"registry__cluster_hosts": "{{ [inventory_hostname] }}"}
 UPSTREAM = "https://upstream.example.net"

@@ -84,12 +84,11 @@ def signed(upstream: Instance, replica: Instance) -> dict[str, str]:
                  f"&& skopeo generate-sigstore-key --output-prefix key --passphrase-file passphrase "
                  f"&& printf 'default-docker:\\n  use-sigstore-attachments: true\\n' > registries.d/sigstore.yaml)")
     public_key = upstream.host.file(f"{KEYS}/key.pub").content_string
+    # Signed as the upstream's images: the replica's are the same, under its name.
+    requirement = {"type": "sigstoreSigned", "keyPath": f"{KEYS}/key.pub",
+                   "signedIdentity": {"type": "remapIdentity", "prefix": REPLICA, "signedPrefix": UPSTREAM}}
     policy = {"default": [{"type": "reject"}],
-              "transports": {"docker": {REPLICA: [{
-                  "type": "sigstoreSigned", "keyPath": f"{KEYS}/key.pub",
-                  # Signed as the upstream's images: the replica's are the same, under its name.
-                  "signedIdentity": {"type": "remapIdentity", "prefix": REPLICA, "signedPrefix": UPSTREAM}}]},
-                             "oci": {"": [{"type": "insecureAcceptAnything"}]}}}
+              "transports": {"docker": {REPLICA: [requirement]}, "oci": {"": [{"type": "insecureAcceptAnything"}]}}}
     replica.run(f"mkdir -p {KEYS}/registries.d && printf %s {shlex.quote(public_key)} > {KEYS}/key.pub "
                 f"&& printf %s {shlex.quote(json.dumps(policy))} > {KEYS}/policy.json "
                 f"&& printf 'default-docker:\\n  use-sigstore-attachments: true\\n' > {KEYS}/registries.d/sigstore.yaml")
