@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from test_cluster_nodes import pytestmark, refusal, run  # noqa: F401  pylint: disable=unused-import  (pytestmark: the same precondition)
+# pytestmark: the same precondition as the cluster settings' tests.
+from test_cluster_nodes import pytestmark, refusal, run  # noqa: F401  pylint: disable=unused-import
 
 SINGLE = {"registry__cluster_hosts": "{{ [inventory_hostname] }}"}
 UPSTREAM = "https://upstream.example.net"
