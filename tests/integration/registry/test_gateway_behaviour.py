@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import ssl
+import time
 import typing as t
 
 import pytest
@@ -196,7 +197,13 @@ def test_every_access_log_line_names_the_node() -> None:
             side = Side(gateway.url, ssl.create_default_context(cafile=str(gateway.ca)))
             for target in ("/v2/", "/v2/team-a/app/manifests/1.0"):
                 side.request("GET", target)
-            lines = [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
+            # nginx writes the line after the response has gone out: wait for the last one.
+            deadline = time.monotonic() + 10
+            while True:
+                lines = [json.loads(line) for line in gateway.access_log.read_text().splitlines()]
+                if (lines and lines[-1]["uri"] == "/v2/team-a/app/manifests/1.0") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
         finally:
             gateway.stop()
     assert [line["uri"] for line in lines][-2:] == ["/v2/", "/v2/team-a/app/manifests/1.0"]  # after the start probes
